@@ -1,0 +1,63 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Needs Python 3.11+, Java 17 and Maven. Steps already done are skipped (stamp files).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JARS := .jars
+PYSPARK_VERSION := 4.1.1
+# pyspark 4.1.1 is published as a ~450 MB source archive; its built wheel is kept here so
+# that a new checkout or a rebuilt virtualenv does not build it again.
+WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit lint format bench clean distclean
+
+setup: $(VENV)/.installed $(JARS)/.resolved
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@mkdir -p $(WHEEL_CACHE)
+	@ls $(WHEEL_CACHE)/pyspark-$(PYSPARK_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "building the pyspark $(PYSPARK_VERSION) wheel once (about 450 MB) into $(WHEEL_CACHE)"; \
+	  $(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEEL_CACHE) pyspark==$(PYSPARK_VERSION); }
+	@echo "installing Python packages into $(VENV)"
+	@$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -e '.[dev]'
+	@touch $@
+
+$(JARS)/.resolved: pom.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch the JVM jars"; exit 2; }
+	@echo "resolving JVM jars with Maven into $(JARS)/"
+	@rm -rf $(JARS)/spark $(JARS)/kafka
+	@mvn --quiet --batch-mode -P spark package
+	@mvn --quiet --batch-mode -P kafka package
+	@touch $@
+
+demo: setup
+	$(BIN)/streamlake demo
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .streamlake .pytest_cache .mypy_cache .ruff_cache target
+
+distclean: clean
+	rm -rf $(VENV) $(JARS)

@@ -1,0 +1,3 @@
+"""DynamoDB tables and their change streams."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Kafka and Amazon MSK."""
+
+from __future__ import annotations

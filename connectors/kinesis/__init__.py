@@ -1,0 +1,3 @@
+"""Amazon Kinesis Data Streams."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The `streamlake` command line. Only this package imports jobs."""
+
+from __future__ import annotations

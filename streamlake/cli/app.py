@@ -1,0 +1,103 @@
+"""The root of the `streamlake` command: global options, sub-commands, error handling.
+
+Exit codes: 0 success, 1 a job failed, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from streamlake import __version__
+from streamlake.cli import config_cmd, demo_cmd, local_cmd
+from streamlake.cli.context import CliContext
+from streamlake.errors import EXIT_JOB_FAILED, StreamlakeError
+from streamlake.logs import LogFormat, setup_logging
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="streamlake",
+    help="Streaming lakehouse ingestion: Kafka, Kinesis and DynamoDB Streams into Delta.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(local_cmd.app, name="local")
+app.add_typer(config_cmd.app, name="config")
+app.command("demo")(demo_cmd.demo)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"streamlake {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    env: Annotated[
+        str, typer.Option("--env", envvar="STREAMLAKE_ENV", help="Environment: configs/<env>.yaml.")
+    ] = "local",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="STREAMLAKE_CONFIG",
+            help="A configs directory, or an environment file with pipeline.yaml beside it.",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (INFO).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log everything and show tracebacks on errors.")
+    ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Log lines as text or json.")
+    ] = "text",
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Run streamlake's jobs and its local stack."""
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    fmt: LogFormat = "json" if log_format == "json" else "text"
+    level = "DEBUG" if debug else "INFO" if verbose else "WARNING"
+    setup_logging(level, fmt)
+    _state["debug"] = debug
+    ctx.obj = CliContext(env=env, config_path=config, debug=debug)
+
+
+def main() -> None:
+    """Console-script entry point: maps errors to one or two lines and an exit code.
+
+    Usage errors, --help and Ctrl-C are handled by the command-line parser (exit 2, 0, 1)."""
+    err = Console(stderr=True)
+    try:
+        app(prog_name="streamlake")
+    except StreamlakeError as exc:
+        if _state["debug"]:
+            log.exception("failed")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        err.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
+            "(rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_JOB_FAILED)

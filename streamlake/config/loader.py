@@ -1,0 +1,181 @@
+"""Loads the pipeline spec and one environment's settings, once, at the edge.
+
+Resolution of the config directory: ``--config PATH`` (a directory holding
+``pipeline.yaml`` and ``<env>.yaml``, or an environment file with ``pipeline.yaml`` beside
+it), else ``./configs`` when it has a ``pipeline.yaml``, else the checkout's ``configs/``.
+``STREAMLAKE__SECTION__KEY=value`` overrides ``section.key`` of the environment file; the
+value is read as YAML, so numbers and booleans keep their types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import Settings
+from streamlake.errors import ConfigError
+from streamlake.paths import checkout_root
+
+OVERRIDE_PREFIX = "STREAMLAKE__"
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """What every command receives: the pipeline, the environment's settings, and where
+    they came from."""
+
+    pipeline: Pipeline
+    settings: Settings
+    config_dir: Path
+
+
+def resolve_config_dir(config: Path | None, cwd: Path) -> tuple[Path, Path | None]:
+    """Return the config directory and, when ``config`` names a file, that env file."""
+    if config is not None:
+        if config.is_dir():
+            return config, None
+        if config.is_file():
+            return config.parent, config
+        raise ConfigError(
+            "no such file or directory", "pass a configs directory", source=str(config)
+        )
+    local = cwd / "configs"
+    if (local / "pipeline.yaml").is_file():
+        return local, None
+    return checkout_root() / "configs", None
+
+
+def load_config(
+    env: str,
+    config: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> LoadedConfig:
+    environ = environ if environ is not None else {}
+    config_dir, env_file = resolve_config_dir(config, cwd or Path.cwd())
+    pipeline_file = config_dir / "pipeline.yaml"
+    env_file = env_file or config_dir / f"{env}.yaml"
+    if not env_file.is_file():
+        known = sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "pipeline")
+        raise ConfigError(
+            f"no configuration for environment {env!r}",
+            f"known environments: {', '.join(known) or 'none'}",
+            source=str(env_file),
+        )
+    pipeline = validate(Pipeline, read_yaml(pipeline_file), str(pipeline_file), {})
+    raw_settings = read_yaml(env_file)
+    raw_settings.setdefault("env", env)
+    overridden = apply_overrides(raw_settings, environ)
+    settings = validate(Settings, raw_settings, str(env_file), overridden)
+    return LoadedConfig(pipeline=pipeline, settings=settings, config_dir=config_dir)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", source=str(path), key=where) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"expected a mapping at the top level, got {type(data).__name__}", source=str(path)
+        )
+    return data
+
+
+def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Apply ``STREAMLAKE__A__B`` variables in place; return key path -> variable name."""
+    applied: dict[str, str] = {}
+    for name, value in sorted(environ.items()):
+        if not name.startswith(OVERRIDE_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(OVERRIDE_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(value) if value != "" else None
+        except yaml.YAMLError:
+            node[path[-1]] = value
+        applied[".".join(path)] = name
+    return applied
+
+
+def validate(
+    model: type[Model], data: dict[str, Any], source: str, overridden: Mapping[str, str]
+) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        key, message = describe_error(errors[0], data)
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        origin = overridden.get(key)
+        where = f"environment variable {origin}" if origin else source
+        raise ConfigError(message, source=where, key=key) from None
+
+
+def describe_error(error: ErrorDetails, data: Any) -> tuple[str, str]:
+    """Turn one pydantic error into (key path, one-line problem)."""
+    key = key_path(error["loc"], data)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return key, "unknown key"
+    if kind == "missing":
+        return key, "required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"] and ": " in message:
+        # Cross-reference checks name their own key path first.
+        key, _, message = message.partition(": ")
+        return key, message
+    if kind not in ("value_error", "assertion_error") and "input" in error:
+        message += f" (got {short_repr(error['input'])})"
+    return key, message
+
+
+def key_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """Dotted path of ``loc`` as the user wrote it, dropping union tags pydantic inserts."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part == node.get("kind"):
+            continue  # the tag of a discriminated union, not a key of the file
+        node = child(node, part)
+        parts.append(f"[{part}]" if isinstance(part, int) else str(part))
+    return ".".join(parts).replace(".[", "[")
+
+
+def child(node: Any, part: int | str) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
+
+
+def short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,167 @@
+"""The pipeline spec: sources, tables, rules, jobs, workflows and AWS resources."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from streamlake.config.settings import StrictModel
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
+
+
+class KafkaSource(StrictModel):
+    kind: Literal["kafka"]
+    topic: Name
+    partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+
+
+class KinesisSource(StrictModel):
+    kind: Literal["kinesis"]
+    stream: Name
+    shards: int = Field(default=1, ge=1)
+    starting_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = "TRIM_HORIZON"
+
+
+class DynamoDbSource(StrictModel):
+    kind: Literal["dynamodb"]
+    table: Name
+    hash_key: str
+    hash_key_type: Literal["S", "N", "B"] = "S"
+    range_key: str | None = None
+    range_key_type: Literal["S", "N", "B"] = "S"
+    stream_view: Literal["NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"] = (
+        "NEW_AND_OLD_IMAGES"
+    )
+
+
+class FilesSource(StrictModel):
+    kind: Literal["files"]
+    path: str
+    format: Literal["json", "csv", "parquet"] = "json"
+
+
+Source = Annotated[
+    KafkaSource | KinesisSource | DynamoDbSource | FilesSource, Field(discriminator="kind")
+]
+
+RuleKind = Literal["not_null", "type", "range", "in_set", "regex", "length", "unique", "custom_sql"]
+
+
+class Rule(StrictModel):
+    """A row-level check, a subset of Glue Data Quality's DQDL."""
+
+    name: Name
+    kind: RuleKind
+    column: str | None = None
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    pattern: str | None = None
+    type: str | None = None
+    expr: str | None = None
+
+    @model_validator(mode="after")
+    def _arguments_match_kind(self) -> Rule:
+        needs: dict[str, tuple[str, ...]] = {
+            "not_null": ("column",),
+            "type": ("column", "type"),
+            "range": ("column",),
+            "in_set": ("column", "values"),
+            "regex": ("column", "pattern"),
+            "length": ("column",),
+            "unique": ("column",),
+            "custom_sql": ("expr",),
+        }
+        missing = [arg for arg in needs[self.kind] if getattr(self, arg) is None]
+        if missing:
+            raise ValueError(f"rule kind {self.kind!r} needs {', '.join(missing)}")
+        if self.kind in ("range", "length") and self.min is None and self.max is None:
+            raise ValueError(f"rule kind {self.kind!r} needs min, max or both")
+        return self
+
+
+class Table(StrictModel):
+    source: str
+    format: Literal["json", "avro"] = "json"
+    # Spark DDL of the processed columns, e.g. "order_id STRING, amount DECIMAL(12,2)".
+    schema_ddl: str
+    event_id: str | None = None
+    event_time: str | None = None
+    watermark: str = "10 minutes"
+    drift: Literal["evolve", "strict", "rescue"] = "evolve"
+    accept_data_loss: bool = False
+    cdc: bool = False
+    rules: list[Rule] = Field(default_factory=list)
+
+
+JobKind = Literal["ingest", "process", "compact", "curate", "catalog", "export"]
+
+
+class Job(StrictModel):
+    kind: JobKind
+    table: str | None = None
+    trigger: str = "10 seconds"
+
+    @model_validator(mode="after")
+    def _streaming_jobs_name_a_table(self) -> Job:
+        if self.kind in ("ingest", "process") and self.table is None:
+            raise ValueError(f"a {self.kind} job needs a table")
+        return self
+
+
+class Workflow(StrictModel):
+    steps: list[str] = Field(min_length=1)
+    schedule: str | None = None
+
+
+class SnsTopic(StrictModel):
+    name: Name
+
+
+class FirehoseStream(StrictModel):
+    name: Name
+    bucket: Name
+    prefix: str = ""
+
+
+class Catalog(StrictModel):
+    database: Name
+
+
+class Pipeline(StrictModel):
+    name: Name
+    sources: dict[str, Source]
+    tables: dict[str, Table]
+    jobs: dict[str, Job] = Field(default_factory=dict)
+    workflows: dict[str, Workflow] = Field(default_factory=dict)
+    buckets: list[Name] = Field(default_factory=list)
+    sns_topics: list[SnsTopic] = Field(default_factory=list)
+    firehose: list[FirehoseStream] = Field(default_factory=list)
+    catalog: Catalog | None = None
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Pipeline:
+        for name, table in self.tables.items():
+            if table.source not in self.sources:
+                raise ValueError(f"tables.{name}.source: no source named {table.source!r}")
+        for name, job in self.jobs.items():
+            if job.table is not None and job.table not in self.tables:
+                raise ValueError(f"jobs.{name}.table: no table named {job.table!r}")
+        for name, workflow in self.workflows.items():
+            for step in workflow.steps:
+                if step not in self.jobs:
+                    raise ValueError(f"workflows.{name}.steps: no job named {step!r}")
+        for stream in self.firehose:
+            if stream.bucket not in self.buckets:
+                raise ValueError(
+                    f"firehose.{stream.name}.bucket: {stream.bucket!r} is not in buckets"
+                )
+        return self
+
+    def sources_of_kind(self, kind: str) -> list[Source]:
+        return [source for source in self.sources.values() if source.kind == kind]

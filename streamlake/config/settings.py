@@ -1,0 +1,107 @@
+"""Per-environment settings: endpoints, lake and checkpoint roots, Spark, local services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeSettings(StrictModel):
+    root: str = ".streamlake/lake"
+    checkpoint_root: str = ".streamlake/checkpoints"
+
+    def table_path(self, layer: str, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{layer}/{table}"
+
+    def checkpoint_path(self, job: str) -> str:
+        return f"{self.checkpoint_root.rstrip('/')}/{job}"
+
+
+class SparkSettings(StrictModel):
+    master: str = "local[*]"
+    app_name: str = "streamlake"
+    driver_memory: str = "2g"
+    # None sizes shuffles to the cores Spark gets; a few partitions per core is right for
+    # the small micro-batches of streaming jobs.
+    shuffle_partitions: int | None = Field(default=None, ge=1)
+    ui_enabled: bool = True
+    # None means the checkout's `.jars/spark`, filled by `make setup`.
+    jars_dir: Path | None = None
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class KafkaSettings(StrictModel):
+    # None in the local environment: derived from the local broker's port.
+    bootstrap_servers: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM"] | None = None
+    # Extra client properties passed through to Spark's Kafka source as `kafka.<key>`.
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class AwsSettings(StrictModel):
+    region: str = "us-east-1"
+    # None means the real AWS endpoints; the local environment derives the local server.
+    endpoint_url: str | None = None
+    # Only for the local API server, whose placeholder credentials are not secrets. Real
+    # credentials come from the default chain (environment, profile, instance role).
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class LocalStackSettings(StrictModel):
+    enabled: bool = False
+    host: Literal["127.0.0.1"] = "127.0.0.1"
+    state_dir: Path = Path(".streamlake")
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    aws_port: int = Field(default=15000, ge=1, le=65535)
+    kafka_heap: str = "512m"
+    # None means the checkout's `.jars/kafka`, filled by `make setup`.
+    kafka_jars_dir: Path | None = None
+    start_timeout_s: float = Field(default=90.0, gt=0)
+
+
+class Settings(StrictModel):
+    env: str = "local"
+    lake: LakeSettings = LakeSettings()
+    spark: SparkSettings = SparkSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    aws: AwsSettings = AwsSettings()
+    local: LocalStackSettings = LocalStackSettings()
+
+    @model_validator(mode="after")
+    def _derive_local_endpoints(self) -> Settings:
+        if not self.local.enabled:
+            if self.kafka.bootstrap_servers is None:
+                raise ValueError(
+                    "kafka.bootstrap_servers: required when local.enabled is false "
+                    "(set it in the file or in STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS)"
+                )
+            return self
+        kafka = self.kafka
+        if kafka.bootstrap_servers is None:
+            kafka = kafka.model_copy(
+                update={"bootstrap_servers": f"{self.local.host}:{self.local.kafka_port}"}
+            )
+        aws = self.aws
+        if aws.endpoint_url is None:
+            aws = aws.model_copy(
+                update={"endpoint_url": f"http://{self.local.host}:{self.local.aws_port}"}
+            )
+        object.__setattr__(self, "kafka", kafka)
+        object.__setattr__(self, "aws", aws)
+        return self
+
+    @property
+    def bootstrap_servers(self) -> str:
+        assert self.kafka.bootstrap_servers is not None  # guaranteed by the validator
+        return self.kafka.bootstrap_servers

@@ -1,0 +1,81 @@
+"""The error hierarchy: every failure a user can act on is a StreamlakeError.
+
+Each error carries the data that locates the problem (file and key, service and address,
+table, topic and offsets) and a hint saying what to do. ``retryable`` separates transient
+conditions (a service still starting, throttling) from terminal ones (bad config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+EXIT_JOB_FAILED = 1
+EXIT_BAD_USAGE = 2
+
+
+@dataclass
+class StreamlakeError(Exception):
+    """Root of all streamlake errors."""
+
+    message: str
+    hint: str = ""
+    retryable: bool = field(default=False, kw_only=True)
+    exit_code: int = field(default=EXIT_JOB_FAILED, kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+@dataclass
+class ConfigError(StreamlakeError):
+    """A configuration file or override is invalid: names the file and the key path."""
+
+    source: str = ""
+    key: str = ""
+    exit_code: int = field(default=EXIT_BAD_USAGE, kw_only=True)
+
+    def __str__(self) -> str:
+        where = f"{self.source}: {self.key}: " if self.key else f"{self.source}: "
+        return where + super().__str__()
+
+
+@dataclass
+class UsageError(StreamlakeError):
+    """The command line asks for something that does not exist or cannot be done."""
+
+    exit_code: int = field(default=EXIT_BAD_USAGE, kw_only=True)
+
+
+@dataclass
+class SetupError(StreamlakeError):
+    """Something the setup step installs is missing (jars, Java, the virtualenv)."""
+
+    path: str = ""
+    exit_code: int = field(default=EXIT_BAD_USAGE, kw_only=True)
+
+
+@dataclass
+class ServiceError(StreamlakeError):
+    """A local or remote service is unreachable or unhealthy."""
+
+    service: str = ""
+    address: str = ""
+    log_file: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.service} at {self.address}: {super().__str__()}"
+        return f"{text}; see {self.log_file}" if self.log_file else text
+
+
+@dataclass
+class ResourceError(StreamlakeError):
+    """An AWS or Kafka resource could not be created or checked."""
+
+    kind: str = ""
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name!r}: {super().__str__()}"

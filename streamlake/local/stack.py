@@ -1,0 +1,227 @@
+"""`local up / status / down`: start, report and stop the embedded services.
+
+`up` is idempotent: a service already running and healthy is left alone, one that is
+recorded but dead is started again, and resources are created only when missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from connectors.aws import AwsEndpoint
+from connectors.kafka import admin as kafka_admin
+from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import Settings
+from streamlake.errors import ServiceError, UsageError
+from streamlake.local import processes
+from streamlake.local.aws_server import AwsServer
+from streamlake.local.kafka_broker import KafkaBroker, port_is_open
+from streamlake.local.resources import (
+    Resource,
+    ResourceStatus,
+    check_all,
+    declared_resources,
+    ensure_all,
+)
+from streamlake.paths import default_kafka_jars_dir
+
+log = logging.getLogger(__name__)
+
+HEALTH_TOPIC = "_streamlake_health"
+KAFKA = "kafka"
+AWS = "aws"
+Health = Literal["healthy", "unhealthy", "stopped"]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    pid: int | None
+    health: Health
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    services: list[ServiceStatus]
+    resources: list[ResourceStatus]
+
+
+def aws_endpoint(settings: Settings) -> AwsEndpoint:
+    aws = settings.aws
+    return AwsEndpoint(
+        region=aws.region,
+        endpoint_url=aws.endpoint_url,
+        access_key_id=aws.access_key_id.get_secret_value() if aws.access_key_id else None,
+        secret_access_key=(
+            aws.secret_access_key.get_secret_value() if aws.secret_access_key else None
+        ),
+    )
+
+
+class LocalStack:
+    """The local Kafka broker and AWS API server of one state directory."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline) -> None:
+        if not settings.local.enabled:
+            raise UsageError(
+                f"environment {settings.env!r} does not use local services",
+                "run with --env local, or set local.enabled in its config",
+            )
+        local = settings.local
+        self.settings = settings
+        self.pipeline = pipeline
+        self.state_dir = local.state_dir
+        self.run_dir = local.state_dir / "run"
+        self.kafka = KafkaBroker(
+            host=local.host,
+            port=local.kafka_port,
+            controller_port=local.kafka_controller_port,
+            state_dir=local.state_dir,
+            jars_dir=local.kafka_jars_dir or default_kafka_jars_dir(),
+            heap=local.kafka_heap,
+        )
+        self.aws_server = AwsServer(host=local.host, port=local.aws_port, state_dir=local.state_dir)
+        self.aws = aws_endpoint(settings)
+        self.timeout_s = local.start_timeout_s
+
+    # -- up ---------------------------------------------------------------------------
+
+    def up(self, on_step: Callable[[str], None] = lambda _: None) -> StackStatus:
+        """Start what is not running, wait until healthy, create declared resources."""
+        on_step("AWS API server")
+        self._start_aws()
+        on_step("Kafka broker")
+        self._start_kafka()
+        on_step("resources")
+        resources = ensure_all(self._resources())
+        return StackStatus(self._service_statuses(), resources)
+
+    def _start_aws(self) -> None:
+        if not self._running(AWS):
+            self._check_port_free(AWS, self.aws_server.port)
+            processes.start(
+                AWS,
+                self.aws_server.command(),
+                self.run_dir,
+                self.aws_server.log_file,
+                self.aws_server.endpoint_url,
+            )
+        self._wait_healthy(AWS, self._aws_healthy, self.aws_server.endpoint_url)
+
+    def _start_kafka(self) -> None:
+        if not self._running(KAFKA):
+            for port in (self.kafka.port, self.kafka.controller_port):
+                self._check_port_free(KAFKA, port)
+            self.kafka.prepare()
+            processes.start(
+                KAFKA,
+                self.kafka.command(),
+                self.run_dir,
+                self.kafka.log_file,
+                self.kafka.bootstrap_servers,
+            )
+        self._wait_healthy(KAFKA, self._kafka_healthy, self.kafka.bootstrap_servers)
+
+    def _running(self, name: str) -> bool:
+        record = processes.read_record(self.run_dir, name)
+        return record is not None and processes.is_running(record)
+
+    def _check_port_free(self, name: str, port: int) -> None:
+        if port_is_open(self.settings.local.host, port):
+            raise ServiceError(
+                f"port {port} is taken by a process this stack did not start",
+                f"stop it, or choose another port (STREAMLAKE__LOCAL__{name.upper()}_PORT)",
+                service=name,
+                address=f"{self.settings.local.host}:{port}",
+            )
+
+    def _wait_healthy(self, name: str, probe: Callable[[], str | None], address: str) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        problem = "not checked yet"
+        while time.monotonic() < deadline:
+            record = processes.read_record(self.run_dir, name)
+            if record is None or not processes.is_running(record):
+                raise ServiceError(
+                    "exited during start-up",
+                    service=name,
+                    address=address,
+                    log_file=record.log_file if record else "",
+                )
+            problem = probe() or ""
+            if not problem:
+                log.info("%s is healthy at %s", name, address)
+                return
+            time.sleep(0.5)
+        record = processes.read_record(self.run_dir, name)
+        raise ServiceError(
+            f"not healthy after {self.timeout_s:.0f}s: {problem}",
+            service=name,
+            address=address,
+            log_file=record.log_file if record else "",
+            retryable=True,
+        )
+
+    def _aws_healthy(self) -> str | None:
+        """None when an AWS API call answers, else what went wrong."""
+        try:
+            self.aws.client("sts", connect_timeout=1, retries=1).get_caller_identity()
+            return None
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def _kafka_healthy(self) -> str | None:
+        """None when a message produced with acks=all is consumed back."""
+        if not port_is_open(self.kafka.host, self.kafka.port):
+            return "port not open yet"
+        try:
+            kafka_admin.ensure_topics(
+                self.kafka.bootstrap_servers, [kafka_admin.TopicSpec(HEALTH_TOPIC)]
+            )
+            kafka_admin.round_trip(self.kafka.bootstrap_servers, HEALTH_TOPIC, timeout_s=15)
+            return None
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def _resources(self) -> list[Resource]:
+        return declared_resources(self.pipeline, self.kafka.bootstrap_servers, self.aws)
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self) -> StackStatus:
+        services = self._service_statuses()
+        all_healthy = all(s.health == "healthy" for s in services)
+        resources = check_all(self._resources()) if all_healthy else []
+        return StackStatus(services, resources)
+
+    def _service_statuses(self) -> list[ServiceStatus]:
+        return [
+            self._service_status(AWS, self.aws_server.endpoint_url, self._aws_healthy),
+            self._service_status(KAFKA, self.kafka.bootstrap_servers, self._kafka_healthy),
+        ]
+
+    def _service_status(
+        self, name: str, address: str, probe: Callable[[], str | None]
+    ) -> ServiceStatus:
+        record = processes.read_record(self.run_dir, name)
+        if record is None or not processes.is_running(record):
+            return ServiceStatus(name, address, None, "stopped")
+        problem = probe()
+        return ServiceStatus(
+            name, address, record.pid, "unhealthy" if problem else "healthy", problem or ""
+        )
+
+    # -- down -------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop the services this state directory recorded; return the names stopped."""
+        return [name for name in (KAFKA, AWS) if processes.stop(self.run_dir, name)]
+
+    def pids(self) -> list[int]:
+        records = (processes.read_record(self.run_dir, name) for name in (KAFKA, AWS))
+        return [r.pid for r in records if r is not None and processes.is_running(r)]

@@ -1,0 +1,117 @@
+"""Builds the SparkSession every job uses: Delta, the jars from `.jars/spark`, s3a.
+
+Jars are handed over with ``spark.jars`` and never resolved at run time, so a run needs no
+network (as on AWS Glue). Spark is imported only when a session is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from streamlake.config.settings import Settings
+from streamlake.errors import SetupError
+from streamlake.paths import default_spark_jars_dir
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+LOG4J2 = Path(__file__).with_name("spark_log4j2.properties")
+REQUIRED_JARS = ("delta-spark_", "spark-sql-kafka-0-10_", "hadoop-aws-")
+
+
+def spark_jars(jars_dir: Path) -> list[Path]:
+    jars = sorted(jars_dir.glob("*.jar"))
+    names = [jar.name for jar in jars]
+    missing = [prefix for prefix in REQUIRED_JARS if not any(n.startswith(prefix) for n in names)]
+    if missing:
+        raise SetupError(
+            f"Spark jars missing from {jars_dir}: {', '.join(p.rstrip('-_') for p in missing)}",
+            "run `make setup` (Maven resolves them from pom.xml)",
+            path=str(jars_dir),
+        )
+    return jars
+
+
+def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
+    """Every Spark setting streamlake applies, as a plain mapping (pure, testable)."""
+    spark = settings.spark
+    jars = spark_jars(spark.jars_dir or default_spark_jars_dir())
+    cores = cores or os.cpu_count() or 2
+    conf = {
+        "spark.jars": ",".join(str(jar) for jar in jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions or cores),
+        "spark.default.parallelism": str(spark.shuffle_partitions or cores),
+        "spark.driver.memory": spark.driver_memory,
+        "spark.ui.enabled": str(spark.ui_enabled).lower(),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J2}",
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Delta's default of 50 partitions for reading a table's log is sized for clusters.
+        "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions or cores),
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if spark.master.startswith("local"):
+        # Local services and the driver listen on loopback only.
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+        conf["spark.driver.host"] = "127.0.0.1"
+    conf.update(s3a_conf(settings))
+    conf.update(spark.conf)
+    return conf
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """s3a settings: the local S3 endpoint when one is configured, else real S3."""
+    aws = settings.aws
+    conf = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint.region": aws.region,
+    }
+    if aws.endpoint_url:
+        conf.update(
+            {
+                "spark.hadoop.fs.s3a.endpoint": aws.endpoint_url,
+                "spark.hadoop.fs.s3a.path.style.access": "true",
+                "spark.hadoop.fs.s3a.connection.ssl.enabled": str(
+                    aws.endpoint_url.startswith("https")
+                ).lower(),
+                "spark.hadoop.fs.s3a.change.detection.mode": "none",
+            }
+        )
+    if aws.access_key_id and aws.secret_access_key:
+        conf.update(
+            {
+                "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+                ),
+                "spark.hadoop.fs.s3a.access.key": aws.access_key_id.get_secret_value(),
+                "spark.hadoop.fs.s3a.secret.key": aws.secret_access_key.get_secret_value(),
+            }
+        )
+    return conf
+
+
+def build_spark_session(settings: Settings, app_name: str | None = None) -> SparkSession:
+    """Create (or return the running) SparkSession configured for ``settings``."""
+    from pyspark.sql import SparkSession
+
+    if settings.spark.master.startswith("local"):
+        # Read by the JVM launcher before any conf: keeps Spark's own services on loopback.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.master(settings.spark.master).appName(
+        app_name or settings.spark.app_name
+    )
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    log.info("Spark %s session on %s", session.version, settings.spark.master)
+    return session

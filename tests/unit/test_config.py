@@ -1,0 +1,163 @@
+"""Configuration: good files load; each kind of bad file exits 2 with a one-line message."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamlake.config import load_config
+from streamlake.errors import ConfigError
+from streamlake.paths import checkout_root
+
+CONFIGS = checkout_root() / "configs"
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "configs"
+    shutil.copytree(CONFIGS, target)
+    return target
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "streamlake", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_every_environment_loads() -> None:
+    for env in ("local", "dev", "staging", "prod"):
+        config = load_config(
+            env, CONFIGS, environ={"STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS": "b-1.msk:9098"}
+        )
+        assert config.settings.env == env
+        assert set(config.pipeline.tables) == {"orders", "clickstream", "customers"}
+
+
+def test_local_environment_derives_loopback_endpoints() -> None:
+    settings = load_config("local", CONFIGS, environ={}).settings
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.aws.endpoint_url == "http://127.0.0.1:15000"
+    assert settings.lake.table_path("raw", "orders") == ".streamlake/lake/raw/orders"
+
+
+def test_override_variables_change_nested_keys_with_types() -> None:
+    settings = load_config(
+        "local",
+        CONFIGS,
+        environ={
+            "STREAMLAKE__SPARK__SHUFFLE_PARTITIONS": "3",
+            "STREAMLAKE__LOCAL__AWS_PORT": "4566",
+        },
+    ).settings
+    assert settings.spark.shuffle_partitions == 3
+    assert settings.aws.endpoint_url == "http://127.0.0.1:4566"
+
+
+def test_config_show_json_prints_the_resolved_configuration(config_dir: Path) -> None:
+    result = run_cli("--config", str(config_dir), "config", "show", "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["settings"]["lake"]["root"] == ".streamlake/lake"
+    assert shown["settings"]["aws"]["access_key_id"] == "**********"
+    assert shown["pipeline"]["sources"]["orders"]["partitions"] == 3
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (
+            "local.yaml",
+            "  driver_memory: 2g",
+            "  driver_memory: 2g\n  drivr_cores: 2",
+            "local.yaml: spark.drivr_cores: unknown key",
+        ),
+        (
+            "local.yaml",
+            "kafka_port: 19092",
+            "kafka_port: lots",
+            "local.yaml: local.kafka_port: Input should be a valid integer",
+        ),
+        (
+            "pipeline.yaml",
+            "    topic: orders\n",
+            "",
+            "pipeline.yaml: sources.orders.topic: required key is missing",
+        ),
+        (
+            "pipeline.yaml",
+            "    drift: evolve",
+            "    drift: loose",
+            "pipeline.yaml: tables.orders.drift: Input should be 'evolve', 'strict' or 'rescue'",
+        ),
+        (
+            "pipeline.yaml",
+            "  ingest-orders: {kind: ingest, table: orders",
+            "  ingest-orders: {kind: ingest, table: order",
+            "pipeline.yaml: jobs.ingest-orders.table: no table named 'order'",
+        ),
+        (
+            "local.yaml",
+            "lake:\n",
+            "lake: [\n",
+            "local.yaml: line 5, column 18: invalid YAML: expected ',' or ']'",
+        ),
+    ],
+    ids=["unknown-key", "wrong-type", "missing-field", "bad-choice", "bad-reference", "bad-yaml"],
+)
+def test_bad_file_exits_2_with_one_line(
+    config_dir: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    edit(config_dir / file, old, new)
+    result = run_cli("--config", str(config_dir), "config", "show")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(config_dir / file) in lines[0]
+    assert expected.split(": ", 1)[1] in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_override_names_the_variable(config_dir: Path) -> None:
+    result = run_cli(
+        "--config",
+        str(config_dir),
+        "config",
+        "show",
+        env={"STREAMLAKE__SPARK__UI_ENABLED": "maybe"},
+    )
+    assert result.returncode == 2
+    assert "environment variable STREAMLAKE__SPARK__UI_ENABLED: spark.ui_enabled:" in result.stderr
+
+
+def test_unknown_environment_lists_the_known_ones(config_dir: Path) -> None:
+    result = run_cli("--config", str(config_dir), "--env", "qa", "config", "show")
+    assert result.returncode == 2
+    assert "no configuration for environment 'qa'" in result.stderr
+    assert "known environments: dev, local, prod, staging" in result.stderr
+
+
+def test_non_local_environment_requires_bootstrap_servers() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config("prod", CONFIGS, environ={})
+    assert caught.value.key == "kafka.bootstrap_servers"
+    assert "STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS" in str(caught.value)
