@@ -21,16 +21,42 @@ class AwsEndpoint:
     def client(self, service: str, *, connect_timeout: float = 5, retries: int = 5) -> Any:
         import boto3
 
+        return boto3.client(service, **self._arguments(connect_timeout, retries))
+
+    def resource(self, service: str, *, connect_timeout: float = 5, retries: int = 5) -> Any:
+        import boto3
+
+        return boto3.resource(service, **self._arguments(connect_timeout, retries))
+
+    def _arguments(self, connect_timeout: float, retries: int) -> dict[str, Any]:
         config = BotoConfig(
             region_name=self.region,
             connect_timeout=connect_timeout,
             read_timeout=60,
             retries={"max_attempts": retries, "mode": "standard"},
         )
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-            config=config,
+        return {
+            "endpoint_url": self.endpoint_url,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "config": config,
+        }
+
+    def options(self) -> dict[str, str]:
+        """The endpoint as plain strings, for code that runs in Spark executors."""
+        values = {
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    @classmethod
+    def from_options(cls, options: dict[str, str]) -> AwsEndpoint:
+        return cls(
+            region=options["region"],
+            endpoint_url=options.get("endpoint_url"),
+            access_key_id=options.get("access_key_id"),
+            secret_access_key=options.get("secret_access_key"),
         )

@@ -1,1 +1,3 @@
+"""Streaming jobs (ingest, process) and their runtime."""
+
 from __future__ import annotations

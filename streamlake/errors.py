@@ -79,3 +79,37 @@ class ResourceError(StreamlakeError):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name!r}: {super().__str__()}"
+
+
+@dataclass
+class DataLossError(StreamlakeError):
+    """Source data the job had not read yet is gone (retention, trimming, deleted partition).
+
+    Terminal: the job stops rather than skip it. ``accept_data_loss`` on the table lets an
+    operator go on past the gap."""
+
+    stream: str = ""
+    partition: str = ""
+    lost_from: str = ""
+    lost_to: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.stream} partition {self.partition}"
+        span = (
+            f"positions [{self.lost_from}, {self.lost_to})"
+            if self.lost_to
+            else (f"positions from {self.lost_from}" if self.lost_from else "some positions")
+        )
+        return f"data lost in {where}: {span}: {super().__str__()}"
+
+
+@dataclass
+class JobError(StreamlakeError):
+    """A job failed; names the job and, where known, the batch."""
+
+    job: str = ""
+    batch_id: int | None = None
+
+    def __str__(self) -> str:
+        batch = f" (batch {self.batch_id})" if self.batch_id is not None else ""
+        return f"job {self.job}{batch}: {super().__str__()}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,9 +105,13 @@ def build_spark_session(settings: Settings, app_name: str | None = None) -> Spar
     """Create (or return the running) SparkSession configured for ``settings``."""
     from pyspark.sql import SparkSession
 
+    # Both are read when the JVM and the SparkContext start, before any conf applies.
     if settings.spark.master.startswith("local"):
-        # Read by the JVM launcher before any conf: keeps Spark's own services on loopback.
+        # Keeps Spark's own services on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (the Kinesis and DynamoDB sources, UDFs) run this interpreter, which has
+    # streamlake installed; a cluster sets PYSPARK_PYTHON itself.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(settings.spark.master).appName(
         app_name or settings.spark.app_name
     )

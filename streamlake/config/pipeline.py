@@ -24,7 +24,9 @@ class KinesisSource(StrictModel):
     kind: Literal["kinesis"]
     stream: Name
     shards: int = Field(default=1, ge=1)
-    starting_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = "TRIM_HORIZON"
+    starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    # Caps the records one batch takes from a shard; None takes all that is there.
+    max_records_per_trigger: int | None = Field(default=None, ge=1)
 
 
 class DynamoDbSource(StrictModel):

@@ -22,4 +22,12 @@ class AwsServer:
         return self.state_dir / "logs" / "aws.log"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "streamlake.local.moto_server",
+            "-H",
+            self.host,
+            "-p",
+            str(self.port),
+        ]

@@ -1,0 +1,3 @@
+"""The benchmark harness: `make bench` (python -m bench)."""
+
+from __future__ import annotations

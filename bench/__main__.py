@@ -1,0 +1,146 @@
+"""`make bench`: every figure in one go on this machine, written to bench/results/.
+
+Starts its own local stack (free loopback ports, state in .streamlake/bench) and stops it
+at the end. Sizes default to the issue's: 1,000,000 Kafka records of about 1 KB; the
+Kinesis stream holds fewer by default because the local AWS API server keeps it in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from bench import figures
+from bench.results import Report
+from streamlake.config import load_config
+from streamlake.local.stack import LocalStack, aws_endpoint
+from streamlake.logs import setup_logging
+from streamlake.paths import checkout_root
+
+log = logging.getLogger("bench")
+T = TypeVar("T")
+app = typer.Typer(add_completion=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@app.command()
+def main(
+    kafka_records: Annotated[int, typer.Option(help="Records in the Kafka topic.")] = 1_000_000,
+    kinesis_records: Annotated[int, typer.Option(help="Records in the Kinesis stream.")] = 200_000,
+    work: Annotated[Path, typer.Option(help="Scratch directory.")] = Path(".streamlake/bench"),
+) -> None:
+    """Run the benchmark and write bench/results/latest.{json,md}."""
+    setup_logging("INFO")
+    shutil.rmtree(work / "lake", ignore_errors=True)
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    shutil.rmtree(work / "plain", ignore_errors=True)
+    shutil.rmtree(work / "plain-checkpoint", ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        "STREAMLAKE__LOCAL__STATE_DIR": str(work / "stack"),
+        "STREAMLAKE__LOCAL__KAFKA_PORT": str(free_port()),
+        "STREAMLAKE__LOCAL__KAFKA_CONTROLLER_PORT": str(free_port()),
+        "STREAMLAKE__LOCAL__AWS_PORT": str(free_port()),
+        "STREAMLAKE__LOCAL__KAFKA_HEAP": "1g",
+        "STREAMLAKE__LAKE__ROOT": str(work / "lake"),
+        "STREAMLAKE__LAKE__CHECKPOINT_ROOT": str(work / "checkpoints"),
+        "STREAMLAKE__SPARK__UI_ENABLED": "false",
+        "STREAMLAKE__SPARK__DRIVER_MEMORY": "4g",
+    }
+    config = load_config("local", checkout_root() / "configs", environ=overrides)
+    stack = LocalStack(config.settings, config.pipeline)
+    report = Report()
+    stack.up()
+    try:
+        from streamlake.spark_session import build_spark_session
+
+        spark = build_spark_session(config.settings, app_name="streamlake-bench")
+        env = figures.BenchEnv(
+            spark,
+            config.settings,
+            config.pipeline,
+            aws_endpoint(config.settings),
+            stack.kafka,
+            work,
+        )
+        run_kafka(env, report, kafka_records)
+        run_kinesis(env, report, kinesis_records)
+        spark.stop()
+    finally:
+        stack.down()
+    report.ratio("ingest_vs_ceiling", "kafka_ingest_raw", "kafka_consume_ceiling", 0.5)
+    report.ratio("ingest_vs_plain_spark", "kafka_ingest_raw", "plain_spark_kafka_to_delta", 0.9)
+    report.ratio("kinesis_vs_ceiling", "kinesis_ingest_raw", "kinesis_read_ceiling", 0.7)
+    json_path, md_path = report.write()
+    print(md_path.read_text())
+    print(f"written: {json_path} and {md_path}")
+
+
+def run_kafka(env: figures.BenchEnv, report: Report, records: int) -> None:
+    topic = "bench-orders"
+    warmup = "bench-warmup"
+    step("prefilling Kafka", lambda: figures.prefill_kafka(env, topic, records))
+    figures.prefill_kafka(env, warmup, 20_000)
+    figures.plain_spark_kafka_to_delta(env, warmup, 20_000)  # JVM warm-up, not reported
+    report.runs.append(
+        step("kafka_consume_ceiling", lambda: figures.kafka_consume_ceiling(env, topic, records))
+    )
+    report.runs.append(
+        step(
+            "plain_spark_kafka_to_delta",
+            lambda: figures.plain_spark_kafka_to_delta(env, topic, records),
+        )
+    )
+    pipeline = figures.kafka_pipeline(env, topic)
+    report.runs.append(
+        step(
+            "kafka_ingest_raw",
+            lambda: figures.ingest_raw(env, "kafka_ingest_raw", "ingest-orders", pipeline, records),
+        )
+    )
+
+
+def run_kinesis(env: figures.BenchEnv, report: Report, records: int) -> None:
+    stream = "bench-clickstream"
+    step("prefilling Kinesis", lambda: figures.prefill_kinesis(env, stream, records))
+    report.runs.append(
+        step("kinesis_read_ceiling", lambda: figures.kinesis_read_ceiling(env, stream, records))
+    )
+    pipeline = figures.kinesis_pipeline(env, stream)
+    report.runs.append(
+        step(
+            "kinesis_ingest_raw",
+            lambda: figures.ingest_raw(
+                env, "kinesis_ingest_raw", "ingest-clickstream", pipeline, records
+            ),
+        )
+    )
+    report.notes.append(
+        "kinesis_ingest_raw reads every record twice: the driver probes each shard to fix "
+        "the batch's end sequence numbers, then executors read the range (see "
+        "connectors/shard_stream/reader.py)."
+    )
+
+
+def step(name: str, action: Callable[[], T]) -> T:
+    log.info("bench: %s", name)
+    started = time.monotonic()
+    result = action()
+    log.info("bench: %s done in %.1fs", name, time.monotonic() - started)
+    return result
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,50 @@
+"""What a sharded change log must offer the generic reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    shard_id: str
+    parent_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One record as the raw layer stores it (the ingest columns are added later)."""
+
+    payload: bytes
+    partition: str
+    position: str
+    key: str | None
+    event_ts: datetime | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One GetRecords answer: the service's records, where to go on, how far behind."""
+
+    records: list[Any]
+    next_iterator: str | None
+    millis_behind: int | None
+
+
+class ShardApi(Protocol):
+    source: str  # the raw layer's `source` value: kinesis or dynamodb
+    stream: str  # the raw layer's `stream` value: stream or table name
+
+    def list_shards(self) -> list[ShardInfo]: ...
+
+    def iterator(self, shard_id: str, after: str | None, initial: str) -> str: ...
+
+    def get_records(self, iterator: str, limit: int) -> Page: ...
+
+    def sequence_of(self, record: Any) -> str: ...
+
+    def to_rows(self, shard_id: str, record: Any) -> list[SourceRecord]: ...
+
+    def oldest_sequence(self, shard_id: str) -> str | None: ...

@@ -1,0 +1,51 @@
+"""Per-shard positions, serialised into Spark's offset log as JSON.
+
+A shard's state says what has been consumed: every record up to and including ``after``
+(none yet when ``after`` is None, reading then starts at ``initial``), and whether the shard
+is closed and fully consumed (``finished``), which releases its children.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+TRIM_HORIZON = "TRIM_HORIZON"
+
+
+@dataclass(frozen=True)
+class ShardState:
+    after: str | None = None
+    initial: str = TRIM_HORIZON  # TRIM_HORIZON, or AT_TIMESTAMP:<epoch millis>
+    finished: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"after": self.after, "initial": self.initial, "finished": self.finished}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShardState:
+        return cls(data.get("after"), data.get("initial", TRIM_HORIZON), bool(data.get("finished")))
+
+    def consumed_to(self, sequence: str) -> ShardState:
+        return replace(self, after=sequence)
+
+
+@dataclass(frozen=True)
+class StreamOffset:
+    shards: dict[str, ShardState]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shards": {sid: self.shards[sid].to_json() for sid in sorted(self.shards)}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str) -> StreamOffset:
+        if isinstance(data, str):
+            data = json.loads(data)
+        assert isinstance(data, dict)
+        return cls({sid: ShardState.from_json(s) for sid, s in data.get("shards", {}).items()})
+
+
+def sequence_key(sequence: str) -> int:
+    """Sequence numbers of one shard are decimal strings that grow; compare them as numbers."""
+    return int(sequence)

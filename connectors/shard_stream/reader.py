@@ -1,0 +1,334 @@
+"""The Spark stream reader shared by the Kinesis and DynamoDB Streams sources.
+
+How batches are fixed (the design's "Kinesis has no latest sequence number" problem): the
+driver's ``latestOffset`` probes each shard with GetRecords from where the previous batch
+ended and records the last sequence number it saw; ``partitions`` hands each executor one
+shard's exact range (after, end]; ``read`` re-reads that range on the executor. Every
+offset in Spark's log is therefore a real sequence number, a replayed batch reads the same
+records, and a kill at any point loses or repeats nothing once paired with the idempotent
+Delta writer. The cost is that records are read twice, once by the driver's probe and once
+by the executors, against the per-shard read limits; the benchmark shows it.
+
+Shards are read parent first: a child shard (after a split or merge) is probed only once
+every parent still in the stream is closed and fully read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
+
+from connectors.shard_stream.api import Page, ShardApi, ShardInfo, SourceRecord
+from connectors.shard_stream.calls import PacedCaller, error_code
+from connectors.shard_stream.checkpoint import last_logged_offset
+from connectors.shard_stream.errors import data_loss
+from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, StreamOffset, sequence_key
+
+log = logging.getLogger(__name__)
+
+RAW_SOURCE_SCHEMA = (
+    "payload BINARY, source STRING, stream STRING, partition STRING, position STRING, "
+    "key STRING, event_ts TIMESTAMP"
+)
+MAX_EMPTY_PAGES = 20
+
+ApiFactory = Callable[[dict[str, str]], ShardApi]
+
+
+@dataclass(frozen=True)
+class ShardRange(InputPartition):
+    """One shard's records of a batch: after ``after`` (or from ``initial``) to ``end``."""
+
+    shard_id: str
+    after: str | None
+    initial: str
+    end: str
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    checkpoint: str | None
+    starting_position: str
+    accept_data_loss: bool
+    max_records_per_shard: int | None
+    page_limit: int
+    min_call_interval_s: float
+    probe_budget_s: float
+
+    @classmethod
+    def parse(cls, options: dict[str, str]) -> ReaderOptions:
+        cap = options.get("max_records_per_shard")
+        return cls(
+            checkpoint=options.get("checkpoint"),
+            starting_position=options.get("starting_position", TRIM_HORIZON),
+            accept_data_loss=options.get("accept_data_loss", "false") == "true",
+            max_records_per_shard=int(cap) if cap else None,
+            page_limit=int(options.get("page_limit", "10000")),
+            min_call_interval_s=float(options.get("min_call_interval_s", "0.2")),
+            probe_budget_s=float(options.get("probe_budget_s", "10")),
+        )
+
+
+class ShardStreamReader(DataSourceStreamReader):
+    """Spark calls ``initialOffset`` once for a new query, then per batch ``latestOffset``
+    and ``partitions`` on the driver, ``read`` on executors, ``commit`` after the batch."""
+
+    def __init__(self, options: dict[str, str], api_factory: ApiFactory) -> None:
+        self.options = dict(options)
+        self.settings = ReaderOptions.parse(self.options)
+        self.api_factory = api_factory
+        self._api: ShardApi | None = None
+        self._caller: PacedCaller | None = None
+        self._position: StreamOffset | None = None
+        self._iterators: dict[str, tuple[ShardState, str | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Executors get the options, never the driver's clients or probe state.
+        return {"options": self.options, "settings": self.settings, "api_factory": self.api_factory}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"], state["api_factory"])  # type: ignore[misc]
+
+    @property
+    def api(self) -> ShardApi:
+        if self._api is None:
+            self._api = self.api_factory(self.options)
+        return self._api
+
+    @property
+    def caller(self) -> PacedCaller:
+        if self._caller is None:
+            self._caller = PacedCaller(self.settings.min_call_interval_s)
+        return self._caller
+
+    # -- driver -------------------------------------------------------------------------
+
+    def initialOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark's hook names)
+        initial = TRIM_HORIZON
+        if self.settings.starting_position == "LATEST":
+            initial = f"AT_TIMESTAMP:{int(time.time() * 1000)}"
+        shards = {s.shard_id: ShardState(initial=initial) for s in self.api.list_shards()}
+        return StreamOffset(shards).to_json()
+
+    def latestOffset(self) -> dict[str, Any]:  # noqa: N802
+        position = self._position or self._restored_position()
+        states = dict(position.shards)
+        listed = self.api.list_shards()
+        for shard in listed:
+            states.setdefault(shard.shard_id, ShardState(initial=TRIM_HORIZON))
+        parents = {s.shard_id: s.parent_ids for s in listed}
+        probed: set[str] = set()
+        progress = True
+        while progress:
+            progress = False
+            for shard_id in sorted(states):
+                state = states[shard_id]
+                if shard_id in probed or state.finished:
+                    continue
+                if not self._parents_done(parents.get(shard_id, ()), states):
+                    continue
+                probed.add(shard_id)
+                states[shard_id] = self._probe(shard_id, state)
+                progress = progress or states[shard_id].finished
+        self._position = StreamOffset(states)
+        return self._position.to_json()
+
+    def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[InputPartition]:
+        begin, finish = StreamOffset.from_json(start), StreamOffset.from_json(end)
+        self._position = finish
+        ranges: list[InputPartition] = []
+        for shard_id, end_state in sorted(finish.shards.items()):
+            start_state = begin.shards.get(shard_id, ShardState(initial=end_state.initial))
+            if end_state.after is None or end_state.after == start_state.after:
+                continue
+            ranges.append(
+                ShardRange(shard_id, start_state.after, start_state.initial, end_state.after)
+            )
+        return ranges
+
+    def commit(self, end: dict[str, Any]) -> None:
+        finished = {sid for sid, s in StreamOffset.from_json(end).shards.items() if s.finished}
+        for shard_id in finished:
+            self._iterators.pop(shard_id, None)
+
+    def _restored_position(self) -> StreamOffset:
+        logged = None
+        if self.settings.checkpoint:
+            logged = last_logged_offset(self.settings.checkpoint, self._checkpoint_s3_client())
+        if logged is not None:
+            return StreamOffset.from_json(logged)
+        return StreamOffset.from_json(self.initialOffset())
+
+    def _checkpoint_s3_client(self) -> Any:
+        from connectors.aws import AwsEndpoint
+
+        if not (self.settings.checkpoint or "").startswith(("s3a://", "s3://")):
+            return None
+        return AwsEndpoint.from_options(self.options).client("s3")
+
+    @staticmethod
+    def _parents_done(parent_ids: tuple[str, ...], states: dict[str, ShardState]) -> bool:
+        # A parent no longer listed has expired past retention: nothing left to wait for.
+        return all(states[p].finished for p in parent_ids if p in states)
+
+    def _probe(self, shard_id: str, state: ShardState) -> ShardState:
+        """Read ahead from ``state`` to the shard's tail (or the cap); return the new state."""
+        cached = self._iterators.get(shard_id)
+        if cached is not None and cached[0] == state and cached[1] is not None:
+            iterator: str | None = cached[1]
+        else:
+            self._check_not_trimmed(shard_id, state)
+            iterator = self._iterator(shard_id, state.after, state.initial)
+        last, count, empty = state.after, 0, 0
+        cap = self.settings.max_records_per_shard
+        deadline = time.monotonic() + self.settings.probe_budget_s
+        while iterator is not None:
+            try:
+                page = self.caller.call(
+                    shard_id, self.api.get_records, iterator, self.settings.page_limit
+                )
+            except Exception as exc:
+                if error_code(exc) != "ExpiredIteratorException":
+                    raise
+                iterator = self._iterator(shard_id, last, state.initial)
+                continue
+            if page.records:
+                last = self.api.sequence_of(page.records[-1])
+                count += len(page.records)
+                empty = 0
+            else:
+                empty += 1
+            iterator = page.next_iterator
+            if (
+                self._at_tip(page)
+                or empty >= MAX_EMPTY_PAGES
+                or (cap and count >= cap)
+                or time.monotonic() > deadline
+            ):
+                break
+        new_state = ShardState(after=last, initial=state.initial, finished=iterator is None)
+        self._iterators[shard_id] = (new_state, iterator)
+        if count:
+            log.debug("probe %s: %s new records up to %s", shard_id, count, last)
+        return new_state
+
+    def _at_tip(self, page: Page) -> bool:
+        """Whether the page reached the shard's newest record when it was read.
+
+        Kinesis says so with MillisBehindLatest 0; DynamoDB Streams has no such figure, so
+        a short page stands for it. Writers that never pause would otherwise keep the
+        probe going forever."""
+        if page.millis_behind is not None:
+            return page.millis_behind == 0
+        return len(page.records) < self.settings.page_limit
+
+    def _iterator(self, shard_id: str, after: str | None, initial: str) -> str:
+        return self.caller.call(f"iterator:{shard_id}", self.api.iterator, shard_id, after, initial)
+
+    def _check_not_trimmed(self, shard_id: str, state: ShardState) -> None:
+        """Stop if the shard's oldest record is past what the checkpoint consumed."""
+        if state.after is None or self.settings.accept_data_loss:
+            return
+        oldest = self.caller.call(f"iterator:{shard_id}", self.api.oldest_sequence, shard_id)
+        if oldest is not None and sequence_key(oldest) > sequence_key(state.after):
+            raise data_loss(
+                self.api.stream,
+                shard_id,
+                state.after,
+                oldest,
+                "the shard was trimmed past the checkpoint: records after "
+                f"{state.after} and before {oldest} may be lost",
+            )
+
+    # -- executors ----------------------------------------------------------------------
+
+    def read(self, partition: InputPartition) -> Iterator[Any]:
+        import pyarrow as pa
+
+        assert isinstance(partition, ShardRange)
+        names = ["payload", "source", "stream", "partition", "position", "key", "event_ts"]
+        for records in self._read_range(partition):
+            columns = [
+                [r.payload for r in records],
+                [self.api.source] * len(records),
+                [self.api.stream] * len(records),
+                [r.partition for r in records],
+                [r.position for r in records],
+                [r.key for r in records],
+                [r.event_ts for r in records],
+            ]
+            types = [
+                pa.binary(),
+                pa.string(),
+                pa.string(),
+                pa.string(),
+                pa.string(),
+                pa.string(),
+                pa.timestamp("us", tz="UTC"),
+            ]
+            arrays = [pa.array(c, type=t) for c, t in zip(columns, types, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+    def _read_range(self, part: ShardRange) -> Iterator[list[SourceRecord]]:
+        end_key = sequence_key(part.end)
+        last = part.after
+        iterator: str | None = self._iterator(part.shard_id, part.after, part.initial)
+        empty = 0
+        while True:
+            if iterator is None:
+                break
+            try:
+                page = self.caller.call(
+                    part.shard_id, self.api.get_records, iterator, self.settings.page_limit
+                )
+            except Exception as exc:
+                if error_code(exc) != "ExpiredIteratorException":
+                    raise
+                iterator = self._iterator(part.shard_id, last, part.initial)
+                continue
+            rows: list[SourceRecord] = []
+            done = False
+            for record in page.records:
+                sequence = self.api.sequence_of(record)
+                if sequence_key(sequence) > end_key:
+                    done = True
+                    break
+                rows.extend(self.api.to_rows(part.shard_id, record))
+                last = sequence
+                if sequence_key(sequence) == end_key:
+                    done = True
+                    break
+            if rows:
+                yield rows
+            if done:
+                return
+            # The end record exists (the driver saw it): empty pages only delay, unless they
+            # go on, which means the range was trimmed away under us.
+            empty = 0 if page.records else empty + 1
+            if empty >= MAX_EMPTY_PAGES:
+                break
+            iterator = page.next_iterator
+        raise data_loss(
+            self.api.stream,
+            part.shard_id,
+            last or "",
+            part.end,
+            f"the shard ended before the batch's end {part.end}: records were trimmed or the "
+            "shard was deleted while the batch ran",
+        )
+
+
+def shard_infos(shards: list[dict[str, Any]]) -> list[ShardInfo]:
+    """ShardInfo from Kinesis ListShards / DynamoDB DescribeStream shard entries."""
+    infos = []
+    for shard in shards:
+        parents = tuple(
+            p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
+        )
+        infos.append(ShardInfo(shard["ShardId"], parents))
+    return infos

@@ -1,0 +1,80 @@
+"""Logs one line per micro-batch: rows, rows/s, duration, source lag."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pyspark.sql.streaming.listener import StreamingQueryListener
+
+log = logging.getLogger(__name__)
+
+
+def kafka_lag(source: Any) -> int | None:
+    """Records behind the latest offsets, from Spark's Kafka source metrics or offsets."""
+    metrics = dict(source.metrics or {})
+    if "maxOffsetsBehindLatest" in metrics:
+        try:
+            return int(float(metrics["maxOffsetsBehindLatest"]))
+        except ValueError:
+            return None
+    try:
+        end = json.loads(source.endOffset or "null")
+        latest = json.loads(source.latestOffset or "null")
+    except ValueError:
+        return None
+    if not isinstance(end, dict) or not isinstance(latest, dict):
+        return None
+    lag = 0
+    for topic, partitions in latest.items():
+        if not isinstance(partitions, dict):
+            return None
+        for partition, offset in partitions.items():
+            done = end.get(topic, {}).get(partition, offset)
+            if isinstance(offset, int) and isinstance(done, int):
+                lag += max(0, offset - done)
+    return lag
+
+
+def batch_fields(progress: Any) -> dict[str, Any]:
+    durations = dict(progress.durationMs or {})
+    lags = [kafka_lag(source) for source in progress.sources]
+    known = [lag for lag in lags if lag is not None]
+    return {
+        "job": progress.name,
+        "batch_id": progress.batchId,
+        "rows": progress.numInputRows,
+        "rows_per_s": round(progress.processedRowsPerSecond or 0.0, 1),
+        "duration_ms": durations.get("triggerExecution", 0),
+        "source_lag": sum(known) if known else None,
+    }
+
+
+class BatchLogListener(StreamingQueryListener):
+    """Called by Spark on the driver: at query start, after every batch, at termination."""
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's hook names)
+        log.info("job %s started (run %s)", event.name, event.runId)
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        fields = batch_fields(event.progress)
+        log.info(
+            "job %s batch %s: %s rows, %s rows/s, %s ms, lag %s",
+            fields["job"],
+            fields["batch_id"],
+            fields["rows"],
+            fields["rows_per_s"],
+            fields["duration_ms"],
+            "n/a" if fields["source_lag"] is None else fields["source_lag"],
+            extra={"fields": fields},
+        )
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        """No new data at this trigger; nothing to log."""
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        if event.exception:
+            log.error("job run %s failed: %s", event.runId, event.exception.splitlines()[0])
+        else:
+            log.info("job run %s stopped", event.runId)

@@ -1,0 +1,177 @@
+"""Runs streaming queries until done, idle, or asked to stop, stopping at a batch boundary.
+
+SIGINT and SIGTERM do not interrupt a batch: the runtime waits for the running batch to
+finish, then stops the query; the next start resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from streamlake.errors import JobError, StreamlakeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+    from pyspark.sql.streaming.query import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+ErrorTranslator = Callable[[str], StreamlakeError | None]
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """A streaming job ready to start: its output stream and what it writes with."""
+
+    name: str
+    frame: DataFrame
+    batch_function: Callable[[DataFrame, int], None]
+    checkpoint: str
+    trigger_interval: str
+    translate_error: ErrorTranslator = field(default=lambda _message: None)
+
+
+@dataclass(frozen=True)
+class RunMode:
+    available_now: bool = False
+    until_idle_s: float | None = None
+    poll_s: float = 0.5
+    stop_grace_s: float = 600.0
+
+
+class StopSignal:
+    """Set by SIGINT or SIGTERM; the runtime checks it between polls."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: str | None = None
+
+    def request(self, reason: str) -> None:
+        self.received = reason
+        self.event.set()
+
+    @contextmanager
+    def installed(self) -> Iterator[StopSignal]:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.warning(
+                "received %s: stopping at the next batch boundary", signal.Signals(signum).name
+            )
+            self.request(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def start(job: StreamJob, mode: RunMode) -> StreamingQuery:
+    writer = (
+        job.frame.writeStream.queryName(job.name)
+        .foreachBatch(job.batch_function)
+        .option("checkpointLocation", job.checkpoint)
+    )
+    if mode.available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=job.trigger_interval)
+    return writer.start()
+
+
+@dataclass
+class Running:
+    """A started job and when it last took in data."""
+
+    job: StreamJob
+    query: StreamingQuery
+    last_batch: int | None = None
+    last_data_at: float = field(default_factory=time.monotonic)
+
+    def note_progress(self) -> None:
+        """Idle time counts from the last batch that had rows, and not while one runs."""
+        status = self.query.status
+        if status.get("isTriggerActive") and status.get("isDataAvailable"):
+            self.last_data_at = time.monotonic()
+        progress: dict[str, Any] | None = self.query.lastProgress
+        if not progress or progress.get("batchId") == self.last_batch:
+            return
+        self.last_batch = progress.get("batchId")
+        if progress.get("numInputRows"):
+            self.last_data_at = time.monotonic()
+
+
+def run(jobs: list[StreamJob], mode: RunMode, stop: StopSignal) -> None:
+    """Start every job and supervise them until all are done or stopped; raise on failure."""
+    running = [Running(job, start(job, mode)) for job in jobs]
+    try:
+        while True:
+            for item in running:
+                raise_if_failed(item.job, item.query)
+                item.note_progress()
+            active = [item for item in running if item.query.isActive]
+            if not active:
+                return
+            if stop.event.is_set():
+                stop_at_boundary(active, mode.stop_grace_s)
+                return
+            idle_s = mode.until_idle_s
+            if idle_s is not None and all(
+                time.monotonic() - item.last_data_at > idle_s for item in active
+            ):
+                log.info("no new data for %ss: stopping", idle_s)
+                stop_at_boundary(active, mode.stop_grace_s)
+                return
+            stop.event.wait(mode.poll_s)
+    finally:
+        for item in running:
+            if item.query.isActive:
+                item.query.stop()
+
+
+def stop_at_boundary(active: list[Running], grace_s: float) -> None:
+    """Let the batch that is running finish, then stop.
+
+    Spark has no graceful stop for micro-batches: when batches run back to back, the next
+    one may have begun when ``stop`` lands and is interrupted. Its Delta write is atomic
+    and it is replayed from the checkpoint on the next start, so nothing is lost or doubled.
+    """
+    for item in active:
+        query = item.query
+        finished = last_batch_id(query)
+        deadline = time.monotonic() + grace_s
+        while (
+            query.isActive
+            and query.status.get("isTriggerActive")
+            and last_batch_id(query) <= finished
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)  # polling the query's own progress until its batch ends
+        query.stop()
+        raise_if_failed(item.job, query)
+        log.info("job %s stopped at a batch boundary", item.job.name)
+
+
+def last_batch_id(query: StreamingQuery) -> int:
+    progress: dict[str, Any] | None = query.lastProgress
+    return int(progress["batchId"]) if progress else -1
+
+
+def raise_if_failed(job: StreamJob, query: StreamingQuery) -> None:
+    failure = query.exception()
+    if failure is None:
+        return
+    message = str(failure.desc if hasattr(failure, "desc") else failure)
+    translated = job.translate_error(message)
+    if translated is not None:
+        raise translated
+    first_line = message.strip().splitlines()[0] if message.strip() else repr(failure)
+    raise JobError(first_line[:500], "rerun with --debug for Spark's full error", job=job.name)

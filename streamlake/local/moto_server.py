@@ -1,0 +1,102 @@
+"""Entry point of the local AWS API server: moto server, with Kinesis resharding made to
+behave as Kinesis does.
+
+moto 5 re-puts a parent shard's records when it splits or merges it (renumbering them),
+keeps routing new records to the closed parent, and never ends a closed shard's iterator.
+Kinesis keeps a closed parent's records where they are, routes new records to the
+children, and returns no NextShardIterator once a closed shard is read to its end. The
+patches below give the local stack those semantics, so that split and merge handling is
+tested against the behaviour readers meet on AWS.
+
+Run as ``python -m streamlake.local.moto_server -H 127.0.0.1 -p PORT``.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Any
+
+from moto.kinesis import models
+from moto.kinesis.exceptions import InvalidArgumentError
+from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator
+from moto.utilities.utils import md5_hash
+
+
+def shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
+    if explicit_hash_key:
+        key = int(explicit_hash_key)
+        if key >= 2**128:
+            raise InvalidArgumentError("explicit_hash_key")
+    else:
+        key = int(md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+    for shard in self.shards.values():
+        if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
+            return shard
+    return None
+
+
+def split_shard(self: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
+    split_at = int(new_starting_hash_key)
+    shard = self.shards[shard_to_split]
+    if not shard.starting_hash < split_at <= shard.ending_hash:
+        raise InvalidArgumentError(
+            message=f"NewStartingHashKey {split_at} is outside shard {shard.shard_id}"
+        )
+    if not shard.is_open:
+        raise InvalidArgumentError(message=f"Shard {shard.shard_id} is already closed")
+    last_id = max(self.shards.values(), key=attrgetter("_shard_id"))._shard_id
+    for offset, (low, high) in enumerate(
+        ((shard.starting_hash, split_at - 1), (split_at, shard.ending_hash)), start=1
+    ):
+        child = models.Shard(last_id + offset, low, high, parent=shard.shard_id)
+        self.shards[child.shard_id] = child
+    shard.is_open = False
+
+
+def merge_shards(self: Any, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
+    first, second = self.shards[shard_to_merge], self.shards[adjacent_shard_to_merge]
+    low, high = sorted((first, second), key=attrgetter("starting_hash"))
+    if low.ending_hash + 1 != high.starting_hash:
+        raise InvalidArgumentError(adjacent_shard_to_merge)
+    last_id = max(self.shards.values(), key=attrgetter("_shard_id"))._shard_id
+    merged = models.Shard(
+        last_id + 1,
+        starting_hash=low.starting_hash,
+        ending_hash=high.ending_hash,
+        parent=first.shard_id,
+        adjacent_parent=second.shard_id,
+    )
+    self.shards[merged.shard_id] = merged
+    first.is_open = False
+    second.is_open = False
+
+
+def get_records(
+    self: Any, stream_arn: str | None, shard_iterator: str, limit: int | None
+) -> tuple[str | None, list[Any], int]:
+    stream_name, shard_id, last_sequence_id = decompose_shard_iterator(shard_iterator)
+    stream = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
+    shard = stream.get_shard(shard_id)
+    records, last_sequence, millis_behind = shard.get_records(last_sequence_id, limit)
+    read_to_end = last_sequence >= shard.get_max_sequence_number()
+    if not shard.is_open and read_to_end:
+        return None, records, millis_behind
+    return compose_shard_iterator(stream_name, shard, last_sequence), records, millis_behind
+
+
+def apply() -> None:
+    setattr(models.Stream, "get_shard_for_key", shard_for_key)  # noqa: B010
+    setattr(models.Stream, "split_shard", split_shard)  # noqa: B010
+    setattr(models.Stream, "merge_shards", merge_shards)  # noqa: B010
+    setattr(models.KinesisBackend, "get_records", get_records)  # noqa: B010
+
+
+def main() -> None:
+    from moto.server import main as moto_main
+
+    apply()
+    moto_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Kafka to raw: every record once, with its coordinates; exactly-once across SIGKILL;
+retention that deletes unread data stops the job; SIGTERM stops at a batch boundary."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from streaming import runtime
+from streaming.ingest import ingest_job
+from streamlake.local.stack import aws_endpoint
+from tests.conftest import CONFIGS
+from tests.support import (
+    cli_env,
+    committed_batches,
+    coordinates,
+    kill_hard,
+    one_source_pipeline,
+    poll,
+    raw_rows,
+    start_job,
+    wait_for_next_commit,
+    with_lake,
+    write_config_dir,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+
+def new_topic(bootstrap: str, partitions: int = 3, **config: str) -> str:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
+    admin.close()
+    return name
+
+
+def produce(bootstrap: str, topic: str, count: int, start: int = 0, pace_s: float = 0.0) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(start, start + count):
+        producer.send(topic, key=f"k{i % 17}".encode(), value=f'{{"n": {i}}}'.encode())
+        if pace_s:
+            time.sleep(pace_s)  # spreads the records over time so that batches cut through them
+    producer.flush()
+    producer.close()
+
+
+def produce_until(bootstrap: str, topic: str, stop: threading.Event) -> None:
+    """Keeps data flowing, in small paced bursts, until ``stop`` is set."""
+    start = 0
+    while not stop.is_set():
+        produce(bootstrap, topic, 20, start)
+        start += 20
+        stop.wait(0.1)
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    ends = consumer.end_offsets(partitions)
+    consumer.close()
+    return {str(tp.partition): offset for tp, offset in ends.items()}
+
+
+def assert_exactly_the_topic(rows: list[dict[str, Any]], bootstrap: str, topic: str) -> None:
+    keys = coordinates(rows)
+    assert len(keys) == len(set(keys)), "a record was written twice"
+    expected = {
+        ("kafka", topic, partition, str(offset))
+        for partition, end in end_offsets(bootstrap, topic).items()
+        for offset in range(end)
+    }
+    assert set(keys) == expected
+
+
+def run_in_process(spark: Any, settings: Any, pipeline: Any) -> None:
+    job = ingest_job(spark, "ingest-events", pipeline, settings, aws_endpoint(settings), True)
+    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
+
+
+def test_every_record_arrives_once_with_coordinates(
+    spark: Any, settings: Any, tmp_path: Path
+) -> None:
+    bootstrap = settings.bootstrap_servers
+    topic = new_topic(bootstrap)
+    before = time.time()
+    produce(bootstrap, topic, 500)
+    pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 3})
+    local = with_lake(settings, tmp_path)
+
+    run_in_process(spark, local, pipeline)
+    produce(bootstrap, topic, 250, start=500)
+    run_in_process(spark, local, pipeline)
+
+    rows = raw_rows(local)
+    assert len(rows) == 750
+    assert_exactly_the_topic(rows, bootstrap, topic)
+    payloads = sorted(int(r["payload"].decode()[6:-1]) for r in rows)
+    assert payloads == list(range(750))
+    first = next(r for r in rows if r["payload"] == b'{"n": 0}')
+    assert first["key"] == "k0"
+    assert before - 5 <= first["event_ts"].timestamp() <= time.time()
+    assert first["ingest_ts"] >= first["event_ts"]
+    assert first["ingest_date"] == first["ingest_ts"].date()
+
+
+def test_sigkill_at_random_points_then_restart_writes_every_record_once(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    bootstrap = settings.bootstrap_servers
+    topic = new_topic(bootstrap)
+    pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 3})
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "ingest-events"
+    log = tmp_path / "job.log"
+    producer = threading.Thread(target=produce, args=(bootstrap, topic, 3000, 0, 0.01))
+    producer.start()
+    rng = random.Random()
+    try:
+        for _round in range(3):
+            job = start_job(config_dir, env, "ingest-events", log=log)
+            try:
+                wait_for_next_commit(checkpoint)
+                time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
+            finally:
+                kill_hard(job)
+    finally:
+        producer.join()
+    final = start_job(config_dir, env, "ingest-events", "--until-idle", "6", log=log)
+    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+    settings_here = with_lake(settings, tmp_path)
+    assert_exactly_the_topic(raw_rows(settings_here), bootstrap, topic)
+
+
+def test_retention_deleting_unread_data_stops_with_the_lost_range(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    bootstrap = settings.bootstrap_servers
+    topic = new_topic(bootstrap, partitions=1, **{"retention.ms": "1000", "segment.ms": "200"})
+    pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 1})
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path)
+    produce(bootstrap, topic, 100)
+    first = run_cli(config_dir, env, "--available-now")
+    assert first.returncode == 0, first.stderr
+
+    def log_start() -> int:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+        tp = TopicPartition(topic, 0)
+        start = consumer.beginning_offsets([tp])[tp]
+        consumer.close()
+        return start
+
+    produce(bootstrap, topic, 100, start=100)
+
+    # Retention removes closed segments only: keep appending until the log start passes 100.
+    def deleted_past_checkpoint() -> int:
+        produce(bootstrap, topic, 1, start=1000)
+        return log_start() if log_start() > 100 else 0
+
+    lost_to = poll(deleted_past_checkpoint, 90, "retention to delete unread records", 1.0)
+    second = run_cli(config_dir, env, "--available-now")
+    assert second.returncode == 1
+    message = second.stderr.strip().splitlines()[-1]
+    assert f"data lost in {topic} partition 0" in message
+    assert "positions [100, " in message
+    assert "accept_data_loss" in message
+    assert lost_to > 100
+
+
+def run_cli(config_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamlake",
+            "--config",
+            str(config_dir),
+            "stream",
+            "run",
+            "ingest-events",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_sigterm_stops_at_a_batch_boundary_and_the_next_run_continues(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    bootstrap = settings.bootstrap_servers
+    topic = new_topic(bootstrap)
+    pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 3})
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "ingest-events"
+    log = tmp_path / "job.log"
+    flowing = threading.Event()
+    producer = threading.Thread(target=produce_until, args=(bootstrap, topic, flowing))
+    producer.start()
+    job = start_job(config_dir, env, "ingest-events", log=log)
+    try:
+        poll(lambda: committed_batches(checkpoint) >= 2, 120, "two batches to commit")
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        flowing.set()
+        producer.join()
+        if job.poll() is None:
+            kill_hard(job)
+    assert "stopped at a batch boundary" in log.read_text()
+    final = start_job(config_dir, env, "ingest-events", "--until-idle", "5", log=log)
+    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert_exactly_the_topic(raw_rows(with_lake(settings, tmp_path)), bootstrap, topic)

@@ -1,0 +1,196 @@
+"""Kinesis to raw through the Python data source: records from an independent boto3 writer
+arrive once with their coordinates; KPL aggregates become user records; a shard split while
+the job runs loses and repeats nothing; SIGKILL and restart write every record once."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_kinesis_agg.aggregator import RecordAggregator
+
+from connectors.kinesis.admin import ensure_stream
+from streaming import runtime
+from streaming.ingest import ingest_job
+from streamlake.local.stack import aws_endpoint
+from tests.conftest import CONFIGS
+from tests.support import (
+    cli_env,
+    committed_batches,
+    coordinates,
+    kill_hard,
+    one_source_pipeline,
+    poll,
+    raw_rows,
+    start_job,
+    wait_for_next_commit,
+    with_lake,
+    write_config_dir,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+
+def new_stream(kinesis: Any, shards: int) -> str:
+    name = f"s-{uuid.uuid4().hex[:10]}"
+    ensure_stream(kinesis, name, shards)
+    return name
+
+
+def put(kinesis: Any, stream: str, start: int, count: int) -> dict[int, str]:
+    """PutRecords with the plain boto3 client; returns record number -> sequence number."""
+    written: dict[int, str] = {}
+    for batch_start in range(start, start + count, 100):
+        numbers = list(range(batch_start, min(batch_start + 100, start + count)))
+        entries = [
+            {"Data": json.dumps({"n": n}).encode(), "PartitionKey": f"key-{n}"} for n in numbers
+        ]
+        answer = kinesis.put_records(StreamName=stream, Records=entries)
+        assert answer["FailedRecordCount"] == 0
+        written.update(
+            {n: r["SequenceNumber"] for n, r in zip(numbers, answer["Records"], strict=True)}
+        )
+    return written
+
+
+def numbers_of(rows: list[dict[str, Any]]) -> list[int]:
+    return sorted(json.loads(r["payload"])["n"] for r in rows)
+
+
+def run_in_process(spark: Any, settings: Any, pipeline: Any) -> None:
+    job = ingest_job(spark, "ingest-events", pipeline, settings, aws_endpoint(settings), True)
+    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
+
+
+def test_every_record_arrives_once_with_coordinates(
+    spark: Any, settings: Any, tmp_path: Path
+) -> None:
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 2)
+    written = put(kinesis, stream, 0, 300)
+    pipeline = one_source_pipeline({"kind": "kinesis", "stream": stream, "shards": 2})
+    local = with_lake(settings, tmp_path)
+
+    run_in_process(spark, local, pipeline)
+    written.update(put(kinesis, stream, 300, 200))
+    run_in_process(spark, local, pipeline)
+
+    rows = raw_rows(local)
+    assert numbers_of(rows) == list(range(500))
+    keys = coordinates(rows)
+    assert len(set(keys)) == 500
+    by_number = {json.loads(r["payload"])["n"]: r for r in rows}
+    for n in (0, 299, 300, 499):
+        row = by_number[n]
+        assert (row["source"], row["stream"]) == ("kinesis", stream)
+        assert row["position"] == written[n]
+        assert row["key"] == f"key-{n}"
+        assert row["partition"].startswith("shardId-")
+        assert abs(row["event_ts"].timestamp() - time.time()) < 600
+
+
+def test_kpl_aggregated_records_come_out_as_user_records(
+    spark: Any, settings: Any, tmp_path: Path
+) -> None:
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 1)
+    aggregator = RecordAggregator()
+    for n in range(7):
+        aggregator.add_user_record(f"user-key-{n}", json.dumps({"n": n}).encode())
+    partition_key, _hash_key, data = aggregator.clear_and_get().get_contents()
+    sequence = kinesis.put_record(StreamName=stream, Data=data, PartitionKey=partition_key)[
+        "SequenceNumber"
+    ]
+    plain = kinesis.put_record(StreamName=stream, Data=b'{"n": 7}', PartitionKey="plain")
+    local = with_lake(settings, tmp_path)
+    run_in_process(spark, local, one_source_pipeline({"kind": "kinesis", "stream": stream}))
+
+    rows = sorted(raw_rows(local), key=lambda r: json.loads(r["payload"])["n"])
+    assert [json.loads(r["payload"])["n"] for r in rows] == list(range(8))
+    assert [r["position"] for r in rows[:7]] == [f"{sequence}:{i}" for i in range(7)]
+    assert [r["key"] for r in rows[:7]] == [f"user-key-{i}" for i in range(7)]
+    assert rows[7]["position"] == plain["SequenceNumber"]
+
+
+def test_shard_split_during_ingestion_loses_and_repeats_nothing(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 1)
+    pipeline = one_source_pipeline({"kind": "kinesis", "stream": stream, "shards": 1})
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "ingest-events"
+    log = tmp_path / "job.log"
+    put(kinesis, stream, 0, 200)
+    job = start_job(config_dir, env, "ingest-events", "--until-idle", "8", log=log)
+    try:
+        poll(lambda: committed_batches(checkpoint) >= 1, 120, "the first batch")
+        put(kinesis, stream, 200, 200)
+        parent = kinesis.list_shards(StreamName=stream)["Shards"][0]
+        middle = 2**127
+        kinesis.split_shard(
+            StreamName=stream, ShardToSplit=parent["ShardId"], NewStartingHashKey=str(middle)
+        )
+        put(kinesis, stream, 400, 400)
+        assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            kill_hard(job)
+    rows = raw_rows(with_lake(settings, tmp_path))
+    assert numbers_of(rows) == list(range(800))
+    assert len(set(coordinates(rows))) == 800
+    shards = kinesis.list_shards(StreamName=stream)["Shards"]
+    children = {s["ShardId"] for s in shards if s.get("ParentShardId") == parent["ShardId"]}
+    assert len(children) == 2
+    parent_rows = [r for r in rows if r["partition"] == parent["ShardId"]]
+    child_rows = [r for r in rows if r["partition"] in children]
+    assert len(parent_rows) == 400 and len(child_rows) == 400
+    assert max(r["ingest_ts"] for r in parent_rows) <= min(r["ingest_ts"] for r in child_rows)
+
+
+def test_sigkill_at_random_points_then_restart_writes_every_record_once(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 2)
+    pipeline = one_source_pipeline({"kind": "kinesis", "stream": stream, "shards": 2})
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "ingest-events"
+    log = tmp_path / "job.log"
+    flowing = threading.Event()
+    written: dict[int, str] = {}
+
+    def keep_writing() -> None:
+        n = 0
+        while not flowing.is_set():
+            written.update(put(kinesis, stream, n, 50))
+            n += 50
+            flowing.wait(0.1)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    rng = random.Random()
+    try:
+        for _round in range(3):
+            job = start_job(config_dir, env, "ingest-events", log=log)
+            try:
+                wait_for_next_commit(checkpoint)
+                time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
+            finally:
+                kill_hard(job)
+    finally:
+        flowing.set()
+        writer.join()
+    final = start_job(config_dir, env, "ingest-events", "--until-idle", "6", log=log)
+    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+    rows = raw_rows(with_lake(settings, tmp_path))
+    assert len(coordinates(rows)) == len(set(coordinates(rows))), "a record was written twice"
+    assert numbers_of(rows) == sorted(written)

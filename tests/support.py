@@ -1,0 +1,119 @@
+"""Helpers shared by the integration tests: one-source pipelines, config directories for
+the CLI, raw-table reads, and job subprocesses that can be killed like a crashed machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import LakeSettings, Settings
+from streamlake.lake import open_delta_table
+
+T = TypeVar("T")
+
+
+def one_source_pipeline(source: dict[str, Any], trigger: str = "1 second") -> Pipeline:
+    """A pipeline with a single source ``events``, its table and ``ingest-events``."""
+    return Pipeline.model_validate(
+        {
+            "name": "test",
+            "sources": {"events": source},
+            "tables": {"events": {"source": "events", "schema_ddl": "id STRING"}},
+            "jobs": {"ingest-events": {"kind": "ingest", "table": "events", "trigger": trigger}},
+        }
+    )
+
+
+def with_lake(settings: Settings, root: Path) -> Settings:
+    lake = LakeSettings(root=str(root / "lake"), checkpoint_root=str(root / "checkpoints"))
+    return settings.model_copy(update={"lake": lake})
+
+
+def write_config_dir(directory: Path, pipeline: Pipeline, local_yaml: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    dumped = pipeline.model_dump(mode="json", exclude_none=True)
+    (directory / "pipeline.yaml").write_text(yaml.safe_dump(dumped))
+    (directory / "local.yaml").write_text(local_yaml.read_text())
+    return directory
+
+
+def raw_rows(settings: Settings, table: str = "events") -> list[dict[str, Any]]:
+    path = settings.lake.table_path("raw", table)
+    if not Path(path, "_delta_log").is_dir():
+        return []
+    return open_delta_table(path, settings).to_pyarrow_table().to_pylist()
+
+
+def coordinates(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    return [(r["source"], r["stream"], r["partition"], r["position"]) for r in rows]
+
+
+def poll(check: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.25) -> T:
+    """Return the first truthy result of ``check``, or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(every_s)
+
+
+def cli_env(overrides: dict[str, str], lake_root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")}
+    env.update(overrides)
+    env["STREAMLAKE__LAKE__ROOT"] = str(lake_root / "lake")
+    env["STREAMLAKE__LAKE__CHECKPOINT_ROOT"] = str(lake_root / "checkpoints")
+    return env
+
+
+def start_job(
+    config_dir: Path, env: dict[str, str], *args: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """`streamlake stream run ...` in its own process group, output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlake",
+                "--config",
+                str(config_dir),
+                "stream",
+                "run",
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def kill_hard(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the job's whole process group (driver, JVM, Python workers): a crash."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def committed_batches(checkpoint: Path) -> int:
+    commits = checkpoint / "commits"
+    return len([p for p in commits.iterdir() if p.name.isdigit()]) if commits.is_dir() else 0
+
+
+def wait_for_next_commit(checkpoint: Path, timeout_s: float = 120) -> None:
+    """Wait until the job commits one more batch than it had now."""
+    before = committed_batches(checkpoint)
+    poll(lambda: committed_batches(checkpoint) > before, timeout_s, "a batch to commit")
