@@ -1,5 +1,5 @@
 """Entry point of the local AWS API server: moto server, with Kinesis resharding made to
-behave as Kinesis does.
+behave as Kinesis does, and shard reads and writes in constant time.
 
 moto 5 re-puts a parent shard's records when it splits or merges it (renumbering them),
 keeps routing new records to the closed parent, and never ends a closed shard's iterator.
@@ -7,6 +7,10 @@ Kinesis keeps a closed parent's records where they are, routes new records to th
 children, and returns no NextShardIterator once a closed shard is read to its end. The
 patches below give the local stack those semantics, so that split and merge handling is
 tested against the behaviour readers meet on AWS.
+
+moto also scans a whole shard for every PutRecord and GetRecords call, so filling a stream
+takes quadratic time; sequence numbers within a moto shard are consecutive integers, so
+the patched calls look records up directly.
 
 Run as ``python -m streamlake.local.moto_server -H 127.0.0.1 -p PORT``.
 """
@@ -33,6 +37,27 @@ def shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
         if shard.is_open and shard.starting_hash <= key <= shard.ending_hash:
             return shard
     return None
+
+
+def shard_min_sequence(self: Any) -> int:
+    return next(iter(self.records), 0)
+
+
+def shard_max_sequence(self: Any) -> int:
+    return next(reversed(self.records), 0)
+
+
+def shard_get_records(
+    self: Any, last_sequence_id: str, limit: int | None
+) -> tuple[list[Any], int, int]:
+    last = max(int(last_sequence_id), shard_min_sequence(self) - 1)
+    newest = shard_max_sequence(self)
+    stop = newest if limit is None else min(newest, last + limit)
+    results = [self.records[n] for n in range(last + 1, stop + 1) if n in self.records]
+    if not results:
+        return [], int(last_sequence_id), 0
+    behind = self.records[newest].created_at - results[-1].created_at
+    return results, results[-1].sequence_number, int(behind * 1000)
 
 
 def split_shard(self: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
@@ -85,6 +110,9 @@ def get_records(
 
 
 def apply() -> None:
+    setattr(models.Shard, "get_min_sequence_number", shard_min_sequence)  # noqa: B010
+    setattr(models.Shard, "get_max_sequence_number", shard_max_sequence)  # noqa: B010
+    setattr(models.Shard, "get_records", shard_get_records)  # noqa: B010
     setattr(models.Stream, "get_shard_for_key", shard_for_key)  # noqa: B010
     setattr(models.Stream, "split_shard", split_shard)  # noqa: B010
     setattr(models.Stream, "merge_shards", merge_shards)  # noqa: B010
