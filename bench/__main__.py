@@ -40,6 +40,9 @@ def main(
     kafka_records: Annotated[int, typer.Option(help="Records in the Kafka topic.")] = 1_000_000,
     kinesis_records: Annotated[int, typer.Option(help="Records in the Kinesis stream.")] = 200_000,
     work: Annotated[Path, typer.Option(help="Scratch directory.")] = Path(".streamlake/bench"),
+    only: Annotated[
+        str | None, typer.Option(help="Run only the kafka or the kinesis figures.")
+    ] = None,
 ) -> None:
     """Run the benchmark and write bench/results/latest.{json,md}."""
     setup_logging("INFO")
@@ -75,8 +78,10 @@ def main(
             stack.kafka,
             work,
         )
-        run_kafka(env, report, kafka_records)
-        run_kinesis(env, report, kinesis_records)
+        if only in (None, "kafka"):
+            run_kafka(env, report, kafka_records)
+        if only in (None, "kinesis"):
+            run_kinesis(env, report, kinesis_records)
         spark.stop()
     finally:
         stack.down()

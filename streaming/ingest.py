@@ -85,15 +85,21 @@ def source_stream(
             checkpoint=checkpoint,
             starting_position=source.starting_position,
             accept_data_loss=table.accept_data_loss,
-            # Available-now drains everything there is in one go.
-            max_records_per_shard=None if available_now else source.max_records_per_trigger,
+            max_records_per_shard=source.max_records_per_trigger,
+            # Available-now runs are one batch: it must take everything there is.
+            drain=available_now,
         )
         return frame, shard_error_from
     if isinstance(source, DynamoDbSource):
         from connectors.dynamodb_streams.source import read_dynamodb_stream, shard_error_from
 
         frame = read_dynamodb_stream(
-            spark, aws, source.table, checkpoint=checkpoint, accept_data_loss=table.accept_data_loss
+            spark,
+            aws,
+            source.table,
+            checkpoint=checkpoint,
+            accept_data_loss=table.accept_data_loss,
+            drain=available_now,
         )
         return frame, shard_error_from
     raise UsageError(f"ingest from a {source.kind} source is not available yet")

@@ -142,8 +142,10 @@ def read_dynamodb_stream(
     checkpoint: str,
     accept_data_loss: bool = False,
     min_call_interval_s: float = 0.2,
+    drain: bool = False,
 ) -> DataFrame:
-    """The table's change stream as raw-layer rows (without the ingest columns)."""
+    """The table's change stream as raw-layer rows (without the ingest columns); ``drain``
+    as for Kinesis."""
     spark.dataSource.register(DynamoDbStreamsDataSource)
     options = {
         **aws.options(),
@@ -153,6 +155,8 @@ def read_dynamodb_stream(
         "min_call_interval_s": str(min_call_interval_s),
         "page_limit": "1000",  # GetRecords' maximum on DynamoDB Streams
     }
+    if drain:
+        options["probe_budget_s"] = "none"
     return spark.readStream.format(FORMAT).options(**options).load()
 
 

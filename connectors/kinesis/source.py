@@ -115,8 +115,12 @@ def read_kinesis_stream(
     accept_data_loss: bool = False,
     max_records_per_shard: int | None = None,
     min_call_interval_s: float = 0.2,
+    drain: bool = False,
 ) -> DataFrame:
-    """The stream as raw-layer rows (without the ingest columns)."""
+    """The stream as raw-layer rows (without the ingest columns).
+
+    ``drain`` (for available-now runs, which take a single batch) reads every shard to its
+    tip, with no per-batch cap or time budget."""
     spark.dataSource.register(KinesisDataSource)
     options = {
         **aws.options(),
@@ -126,7 +130,9 @@ def read_kinesis_stream(
         "accept_data_loss": str(accept_data_loss).lower(),
         "min_call_interval_s": str(min_call_interval_s),
     }
-    if max_records_per_shard:
+    if drain:
+        options["probe_budget_s"] = "none"
+    elif max_records_per_shard:
         options["max_records_per_shard"] = str(max_records_per_shard)
     return spark.readStream.format(FORMAT).options(**options).load()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,7 @@ class ReaderOptions:
     max_records_per_shard: int | None
     page_limit: int
     min_call_interval_s: float
-    probe_budget_s: float
+    probe_budget_s: float | None
 
     @classmethod
     def parse(cls, options: dict[str, str]) -> ReaderOptions:
@@ -70,7 +71,12 @@ class ReaderOptions:
             max_records_per_shard=int(cap) if cap else None,
             page_limit=int(options.get("page_limit", "10000")),
             min_call_interval_s=float(options.get("min_call_interval_s", "0.2")),
-            probe_budget_s=float(options.get("probe_budget_s", "10")),
+            # "none": read every shard to its tip, as an available-now run must.
+            probe_budget_s=(
+                None
+                if options.get("probe_budget_s") == "none"
+                else float(options.get("probe_budget_s", "10"))
+            ),
         )
 
 
@@ -123,18 +129,22 @@ class ShardStreamReader(DataSourceStreamReader):
             states.setdefault(shard.shard_id, ShardState(initial=TRIM_HORIZON))
         parents = {s.shard_id: s.parent_ids for s in listed}
         probed: set[str] = set()
-        progress = True
-        while progress:
-            progress = False
-            for shard_id in sorted(states):
-                state = states[shard_id]
-                if shard_id in probed or state.finished:
-                    continue
-                if not self._parents_done(parents.get(shard_id, ()), states):
-                    continue
-                probed.add(shard_id)
-                states[shard_id] = self._probe(shard_id, state)
-                progress = progress or states[shard_id].finished
+        while True:
+            # Shards whose parents are done, probed side by side; a parent that finishes
+            # in this round releases its children for the next round.
+            ready = [
+                shard_id
+                for shard_id in sorted(states)
+                if shard_id not in probed
+                and not states[shard_id].finished
+                and self._parents_done(parents.get(shard_id, ()), states)
+            ]
+            if not ready:
+                break
+            with ThreadPoolExecutor(max_workers=min(8, len(ready))) as pool:
+                probes = pool.map(lambda sid: (sid, self._probe(sid, states[sid])), ready)
+                states.update(dict(probes))
+            probed.update(ready)
         self._position = StreamOffset(states)
         return self._position.to_json()
 
@@ -186,7 +196,8 @@ class ShardStreamReader(DataSourceStreamReader):
             iterator = self._iterator(shard_id, state.after, state.initial)
         last, count, empty = state.after, 0, 0
         cap = self.settings.max_records_per_shard
-        deadline = time.monotonic() + self.settings.probe_budget_s
+        budget = self.settings.probe_budget_s
+        deadline = None if budget is None else time.monotonic() + budget
         while iterator is not None:
             try:
                 page = self.caller.call(
@@ -208,7 +219,7 @@ class ShardStreamReader(DataSourceStreamReader):
                 self._at_tip(page)
                 or empty >= MAX_EMPTY_PAGES
                 or (cap and count >= cap)
-                or time.monotonic() > deadline
+                or (deadline is not None and time.monotonic() > deadline)
             ):
                 break
         new_state = ShardState(after=last, initial=state.initial, finished=iterator is None)
