@@ -41,7 +41,10 @@ def ingest_job(
     checkpoint = settings.lake.checkpoint_path(name)
     frame, translate = source_stream(spark, source, table, settings, aws, checkpoint, available_now)
     target = IdempotentDeltaAppend(
-        settings.lake.table_path("raw", job.table), app_id=name, partition_by=("ingest_date",)
+        settings.lake.table_path("raw", job.table),
+        app_id=name,
+        partition_by=("ingest_date",),
+        checkpoint=checkpoint,
     )
     return StreamJob(
         name=name,

@@ -32,8 +32,9 @@ def kafka_lag(source: Any) -> int | None:
             return None
         for partition, offset in partitions.items():
             done = end.get(topic, {}).get(partition, offset)
-            if isinstance(offset, int) and isinstance(done, int):
-                lag += max(0, offset - done)
+            if not isinstance(offset, int) or not isinstance(done, int):
+                return None  # not Kafka's offsets (the shard sources log sequence numbers)
+            lag += max(0, offset - done)
     return lag
 
 

@@ -1,7 +1,8 @@
 """Runs streaming queries until done, idle, or asked to stop, stopping at a batch boundary.
 
-SIGINT and SIGTERM do not interrupt a batch: the runtime waits for the running batch to
-finish, then stops the query; the next start resumes from the checkpoint.
+On SIGINT or SIGTERM the runtime waits for the running batch to finish, then stops the
+query (see ``stop_at_boundary`` for the one case where a just-started batch is cut short);
+the next start resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class RunMode:
     available_now: bool = False
     until_idle_s: float | None = None
     poll_s: float = 0.5
-    stop_grace_s: float = 600.0
+    # One shared wait for running batches: orchestrators send SIGKILL not long after SIGTERM.
+    stop_grace_s: float = 60.0
 
 
 class StopSignal:
@@ -144,10 +146,10 @@ def stop_at_boundary(active: list[Running], grace_s: float) -> None:
     one may have begun when ``stop`` lands and is interrupted. Its Delta write is atomic
     and it is replayed from the checkpoint on the next start, so nothing is lost or doubled.
     """
+    deadline = time.monotonic() + grace_s
     for item in active:
         query = item.query
         finished = last_batch_id(query)
-        deadline = time.monotonic() + grace_s
         while (
             query.isActive
             and query.status.get("isTriggerActive")

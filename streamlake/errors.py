@@ -92,14 +92,18 @@ class DataLossError(StreamlakeError):
     partition: str = ""
     lost_from: str = ""
     lost_to: str = ""
+    # Kafka names the first lost offset; shard sources name the last record they still had.
+    start_exclusive: bool = False
 
     def __str__(self) -> str:
         where = f"{self.stream} partition {self.partition}"
-        span = (
-            f"positions [{self.lost_from}, {self.lost_to})"
-            if self.lost_to
-            else (f"positions from {self.lost_from}" if self.lost_from else "some positions")
-        )
+        opening = "(" if self.start_exclusive else "["
+        if self.lost_to:
+            span = f"positions {opening}{self.lost_from}, {self.lost_to})"
+        elif self.lost_from:
+            span = f"positions after {self.lost_from}"
+        else:
+            span = "some positions"
         return f"data lost in {where}: {span}: {super().__str__()}"
 
 

@@ -52,7 +52,10 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         "spark.driver.memory": spark.driver_memory,
         "spark.ui.enabled": str(spark.ui_enabled).lower(),
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J2}",
+        # A larger thread stack: Catalyst recurses deeply on wide parsing plans.
+        "spark.driver.extraJavaOptions": (
+            f"-Duser.timezone=UTC -Xss16m -Dlog4j2.configurationFile={LOG4J2}"
+        ),
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),

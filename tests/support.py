@@ -117,3 +117,40 @@ def wait_for_next_commit(checkpoint: Path, timeout_s: float = 120) -> None:
     """Wait until the job commits one more batch than it had now."""
     before = committed_batches(checkpoint)
     poll(lambda: committed_batches(checkpoint) > before, timeout_s, "a batch to commit")
+
+
+def write_raw(
+    spark: Any,
+    settings: Settings,
+    table: str,
+    payloads: list[bytes],
+    *,
+    stream: str = "orders",
+    first_position: int = 0,
+    commits: int = 1,
+) -> None:
+    """Append payloads to raw.<table> as an ingest job would, in ``commits`` Delta commits."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    rows = [
+        (p, "kafka", stream, "0", str(first_position + i), f"k{i}", now, now, now.date())
+        for i, p in enumerate(payloads)
+    ]
+    schema = (
+        "payload BINARY, source STRING, stream STRING, partition STRING, position STRING, "
+        "key STRING, event_ts TIMESTAMP, ingest_ts TIMESTAMP, ingest_date DATE"
+    )
+    size = max(1, -(-len(rows) // commits))
+    for start in range(0, len(rows), size):
+        frame = spark.createDataFrame(rows[start : start + size], schema)
+        frame.write.format("delta").mode("append").partitionBy("ingest_date").save(
+            settings.lake.table_path("raw", table)
+        )
+
+
+def lake_rows(settings: Settings, layer: str, table: str) -> list[dict[str, Any]]:
+    path = settings.lake.table_path(layer, table)
+    if not Path(path, "_delta_log").is_dir():
+        return []
+    return open_delta_table(path, settings).to_pyarrow_table().to_pylist()

@@ -8,6 +8,7 @@ JSON), sequence number and creation time.
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ class DynamoDbStreamShards:
         }
         return [
             SourceRecord(
-                json.dumps(payload, default=str, sort_keys=True).encode(),
+                json.dumps(payload, default=json_default, sort_keys=True).encode(),
                 shard_id,
                 str(change["SequenceNumber"]),
                 item_key(change.get("Keys") or {}),
@@ -108,6 +109,13 @@ class DynamoDbStreamShards:
         iterator = self.iterator(shard_id, None, TRIM_HORIZON)
         records = self.client.get_records(ShardIterator=iterator, Limit=1)["Records"]
         return self.sequence_of(records[0]) if records else None
+
+
+def json_default(value: Any) -> Any:
+    """Binary attributes as base64 (as DynamoDB's JSON has them), numbers as text."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    return str(value)
 
 
 def item_key(keys: dict[str, dict[str, Any]]) -> str:

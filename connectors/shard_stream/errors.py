@@ -46,5 +46,6 @@ def translate(message: str) -> StreamlakeError | None:
             partition=data["partition"],
             lost_from=data.get("lost_from", ""),
             lost_to=data.get("lost_to", ""),
+            start_exclusive=True,
         )
     return StreamlakeError(data.get("message", "source failed"))

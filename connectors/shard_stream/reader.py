@@ -92,6 +92,7 @@ class ShardStreamReader(DataSourceStreamReader):
         self._caller: PacedCaller | None = None
         self._position: StreamOffset | None = None
         self._iterators: dict[str, tuple[ShardState, str | None]] = {}
+        self._initial: dict[str, Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Executors get the options, never the driver's clients or probe state.
@@ -115,16 +116,19 @@ class ShardStreamReader(DataSourceStreamReader):
     # -- driver -------------------------------------------------------------------------
 
     def initialOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark's hook names)
-        initial = TRIM_HORIZON
-        if self.settings.starting_position == "LATEST":
-            initial = f"AT_TIMESTAMP:{int(time.time() * 1000)}"
-        shards = {s.shard_id: ShardState(initial=initial) for s in self.api.list_shards()}
-        return StreamOffset(shards).to_json()
+        # Computed once: Spark asks again when it runs (and replays) batch 0.
+        if self._initial is None:
+            initial = TRIM_HORIZON
+            if self.settings.starting_position == "LATEST":
+                initial = f"AT_TIMESTAMP:{int(time.time() * 1000)}"
+            shards = {s.shard_id: ShardState(initial=initial) for s in self.api.list_shards()}
+            self._initial = StreamOffset(shards).to_json()
+        return self._initial
 
     def latestOffset(self) -> dict[str, Any]:  # noqa: N802
         position = self._position or self._restored_position()
-        states = dict(position.shards)
         listed = self.api.list_shards()
+        states = self._without_expired(dict(position.shards), {s.shard_id for s in listed})
         for shard in listed:
             states.setdefault(shard.shard_id, ShardState(initial=TRIM_HORIZON))
         parents = {s.shard_id: s.parent_ids for s in listed}
@@ -156,8 +160,9 @@ class ShardStreamReader(DataSourceStreamReader):
             start_state = begin.shards.get(shard_id, ShardState(initial=end_state.initial))
             if end_state.after is None or end_state.after == start_state.after:
                 continue
+            # Where reading starts comes from the logged end offset, so a replay repeats it.
             ranges.append(
-                ShardRange(shard_id, start_state.after, start_state.initial, end_state.after)
+                ShardRange(shard_id, start_state.after, end_state.initial, end_state.after)
             )
         return ranges
 
@@ -181,9 +186,30 @@ class ShardStreamReader(DataSourceStreamReader):
             return None
         return AwsEndpoint.from_options(self.options).client("s3")
 
+    def _without_expired(
+        self, states: dict[str, ShardState], listed: set[str]
+    ) -> dict[str, ShardState]:
+        """Forget finished shards the service no longer lists; an unfinished one that is
+        gone took unread records with it."""
+        kept = {}
+        for shard_id, state in states.items():
+            if shard_id in listed:
+                kept[shard_id] = state
+            elif not state.finished:
+                if not self.settings.accept_data_loss:
+                    raise data_loss(
+                        self.api.stream,
+                        shard_id,
+                        state.after or "",
+                        "",
+                        "the shard expired before the job read all of it",
+                    )
+                log.warning("shard %s expired unread; going on (accept_data_loss)", shard_id)
+        return kept
+
     @staticmethod
     def _parents_done(parent_ids: tuple[str, ...], states: dict[str, ShardState]) -> bool:
-        # A parent no longer listed has expired past retention: nothing left to wait for.
+        # A parent no longer tracked (expired, or finished and forgotten) holds nothing more.
         return all(states[p].finished for p in parent_ids if p in states)
 
     def _probe(self, shard_id: str, state: ShardState) -> ShardState:
@@ -231,15 +257,29 @@ class ShardStreamReader(DataSourceStreamReader):
     def _at_tip(self, page: Page) -> bool:
         """Whether the page reached the shard's newest record when it was read.
 
-        Kinesis says so with MillisBehindLatest 0; DynamoDB Streams has no such figure, so
-        a short page stands for it. Writers that never pause would otherwise keep the
-        probe going forever."""
+        Kinesis says so with MillisBehindLatest 0 on a page that is not full; DynamoDB
+        Streams has no such figure, so an empty page stands for it. Writers that never
+        pause would otherwise keep the probe going forever."""
         if page.millis_behind is not None:
-            return page.millis_behind == 0
-        return len(page.records) < self.settings.page_limit
+            return page.millis_behind == 0 and len(page.records) < self.settings.page_limit
+        return not page.records
 
     def _iterator(self, shard_id: str, after: str | None, initial: str) -> str:
-        return self.caller.call(f"iterator:{shard_id}", self.api.iterator, shard_id, after, initial)
+        try:
+            return self.caller.call(
+                f"iterator:{shard_id}", self.api.iterator, shard_id, after, initial
+            )
+        except Exception as exc:
+            if error_code(exc) != "TrimmedDataAccessException" or after is None:
+                raise
+            if not self.settings.accept_data_loss:
+                raise data_loss(
+                    self.api.stream, shard_id, after, "", "the checkpoint's position was trimmed"
+                ) from exc
+            log.warning("shard %s trimmed past %s; going on (accept_data_loss)", shard_id, after)
+            return self.caller.call(
+                f"iterator:{shard_id}", self.api.iterator, shard_id, None, TRIM_HORIZON
+            )
 
     def _check_not_trimmed(self, shard_id: str, state: ShardState) -> None:
         """Stop if the shard's oldest record is past what the checkpoint consumed."""
@@ -307,8 +347,9 @@ class ShardStreamReader(DataSourceStreamReader):
             for record in page.records:
                 sequence = self.api.sequence_of(record)
                 if sequence_key(sequence) > end_key:
-                    done = True
-                    break
+                    # Past the end without meeting it: the end record is gone.
+                    self._lost(part, last, "the batch's end record is no longer in the shard")
+                    return
                 rows.extend(self.api.to_rows(part.shard_id, record))
                 last = sequence
                 if sequence_key(sequence) == end_key:
@@ -320,17 +361,25 @@ class ShardStreamReader(DataSourceStreamReader):
                 return
             # The end record exists (the driver saw it): empty pages only delay, unless they
             # go on, which means the range was trimmed away under us.
-            empty = 0 if page.records else empty + 1
+            # Kinesis skips time gaps with empty pages that are still behind; only empty
+            # pages at the tip count.
+            at_tip = not page.records and page.millis_behind in (None, 0)
+            empty = empty + 1 if at_tip else 0
             if empty >= MAX_EMPTY_PAGES:
                 break
             iterator = page.next_iterator
+        self._lost(part, last, f"the shard ended before the batch's end {part.end}")
+
+    def _lost(self, part: ShardRange, last: str | None, why: str) -> None:
+        if self.settings.accept_data_loss:
+            log.warning("shard %s: %s; going on (accept_data_loss)", part.shard_id, why)
+            return
         raise data_loss(
             self.api.stream,
             part.shard_id,
             last or "",
             part.end,
-            f"the shard ended before the batch's end {part.end}: records were trimmed or the "
-            "shard was deleted while the batch ran",
+            f"{why}: records were trimmed or the shard deleted while the batch waited",
         )
 
 

@@ -15,7 +15,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from streamlake import __version__
-from streamlake.cli import config_cmd, demo_cmd, local_cmd, produce_cmd, stream_cmd
+from streamlake.cli import (
+    config_cmd,
+    demo_cmd,
+    local_cmd,
+    produce_cmd,
+    quarantine_cmd,
+    stream_cmd,
+)
 from streamlake.cli.context import CliContext
 from streamlake.errors import EXIT_JOB_FAILED, StreamlakeError
 from streamlake.logs import LogFormat, setup_logging
@@ -33,6 +40,7 @@ app = typer.Typer(
 app.add_typer(local_cmd.app, name="local")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(stream_cmd.app, name="stream")
+app.add_typer(quarantine_cmd.app, name="quarantine")
 app.command("produce")(produce_cmd.produce_command)
 app.command("demo")(demo_cmd.demo)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from streamlake.cli.context import cli_context
 from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
 from streamlake.local.stack import LocalStack, aws_endpoint
 from streamlake.produce.events import EventMix
@@ -25,6 +27,7 @@ DEMO_JOBS = {
     "clickstream": "ingest-clickstream",
     "customers": "ingest-customers",
 }
+PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
 
 
 @dataclass
@@ -33,10 +36,27 @@ class DemoLine:
     produced: int
     rows_before: int
     rows_after: int = 0
+    processed: int = 0
+    quarantined: dict[str, int] | None = None
+    duplicates: int = 0
 
     @property
     def added(self) -> int:
         return self.rows_after - self.rows_before
+
+    def figures(self) -> dict[str, object]:
+        return {
+            "produced": self.produced,
+            "raw_added": self.added,
+            "raw_total": self.rows_after,
+            "processed": self.processed,
+            "quarantined": dict(self.quarantined or {}),
+            "duplicates": self.duplicates,
+        }
+
+    @property
+    def accounted(self) -> int:
+        return self.processed + sum((self.quarantined or {}).values()) + self.duplicates
 
 
 def demo(
@@ -45,9 +65,10 @@ def demo(
         int, typer.Option(help="Events per source (customers get a quarter of it).", min=4)
     ] = 2000,
     seed: Annotated[int | None, typer.Option(help="Random seed; default: a new one.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Start the local stack, produce to Kafka, Kinesis and DynamoDB, ingest all into raw."""
-    from streaming import ingest, runtime
+    """Start the local stack, produce to Kafka, Kinesis and DynamoDB, ingest and process."""
+    from streaming import ingest, process, runtime
     from streaming.listener import BatchLogListener
     from streamlake.spark_session import build_spark_session
 
@@ -81,15 +102,34 @@ def demo(
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
         for line in lines:
             line.rows_after = table_rows(spark, settings.lake.table_path("raw", line.source))
+        with console.status("processing: " + ", ".join(PROCESS_JOBS.values())):
+            first_batch = {t: next_batch_id(spark, settings, j) for t, j in PROCESS_JOBS.items()}
+            jobs = [
+                process.process_job(spark, name, pipeline, settings)
+                for name in PROCESS_JOBS.values()
+            ]
+            runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
+        for line in lines:
+            count_outcomes(
+                spark, settings, line, PROCESS_JOBS[line.source], first_batch[line.source]
+            )
     finally:
         spark.stop()
-    print_summary(context.console, lines, pipeline)
-    console.print(
+    done = (
         f"done in {time.monotonic() - started:.1f}s; lake at {settings.lake.root}; the local "
         "services keep running (`streamlake local down` stops them)"
     )
+    if as_json:
+        Console(stderr=True).print(done)
+        print(json.dumps({line.source: line.figures() for line in lines}))
+    else:
+        print_summary(console, lines, pipeline)
+        console.print(done)
     if any(line.added != line.produced for line in lines):
         console.print("[red]a raw table did not gain exactly the records produced[/]")
+        raise typer.Exit(EXIT_JOB_FAILED)
+    if any(line.accounted != line.added for line in lines):
+        console.print("[red]processing did not account for every new raw record[/]")
         raise typer.Exit(EXIT_JOB_FAILED)
 
 
@@ -102,17 +142,56 @@ def table_rows(spark: SparkSession, path: str) -> int:
         return 0  # the table does not exist before its first batch
 
 
+def next_batch_id(spark: SparkSession, settings: Settings, job: str) -> int:
+    """The batch id the job's next run starts with (its metrics rows say where it was)."""
+    from pyspark.sql import functions as F
+
+    path = f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics"
+    if table_rows(spark, path) == 0:
+        return 0
+    last = spark.read.format("delta").load(path).where(F.col("job") == job).agg(F.max("batch_id"))
+    value = last.first()
+    return 0 if value is None or value[0] is None else int(value[0]) + 1
+
+
+def count_outcomes(
+    spark: SparkSession, settings: Settings, line: DemoLine, job: str, first_batch: int
+) -> None:
+    """This run's processed, quarantined (by kind) and duplicate counts, from the metrics
+    the job recorded with its batches."""
+    from pyspark.sql import functions as F
+
+    path = f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics"
+    runs = (
+        spark.read.format("delta")
+        .load(path)
+        .where((F.col("job") == job) & (F.col("batch_id") >= first_batch))
+    )
+    quarantined: dict[str, int] = {}
+    for row in runs.collect():
+        line.processed += int(row["processed"])
+        line.duplicates += int(row["duplicates"])
+        for part in filter(None, str(row["quarantined_by_kind"]).split(",")):
+            kind, _, count = part.partition("=")
+            quarantined[kind] = quarantined.get(kind, 0) + int(count)
+    line.quarantined = quarantined
+
+
 def print_summary(console: Console, lines: list[DemoLine], pipeline: Pipeline) -> None:
-    table = Table(title="ingest: source -> raw", title_justify="left")
-    for column in ("source", "kind", "produced now", "raw rows added", "raw rows in all"):
-        table.add_column(column, justify="left" if column in ("source", "kind") else "right")
-    sources = pipeline.sources
+    table = Table(title="this run: source -> raw -> processed | quarantine", title_justify="left")
+    for column in ("source", "produced", "raw added", "processed", "quarantined", "duplicates"):
+        table.add_column(column, justify="left" if column == "source" else "right")
     for line in lines:
         table.add_row(
-            line.source,
-            sources[line.source].kind,
+            f"{line.source} ({pipeline.sources[line.source].kind})",
             str(line.produced),
             str(line.added),
-            str(line.rows_after),
+            str(line.processed),
+            str(sum((line.quarantined or {}).values())),
+            str(line.duplicates),
         )
     console.print(table)
+    for line in lines:
+        reasons = ", ".join(f"{n} {kind}" for kind, n in sorted((line.quarantined or {}).items()))
+        if reasons:
+            console.print(f"quarantine.{line.source}: {reasons}")

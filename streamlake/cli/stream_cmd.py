@@ -29,14 +29,15 @@ def run_command(
     ] = None,
 ) -> None:
     """Run streaming jobs; with no flag, until SIGINT/SIGTERM, stopping at a batch boundary."""
-    from streaming import ingest, runtime
+    from streaming import ingest, process, runtime
     from streaming.listener import BatchLogListener
     from streamlake.spark_session import build_spark_session
 
     context = cli_context(ctx)
     config = context.config()
     pipeline, settings = config.pipeline, config.settings
-    names = select_jobs(job, ingest.ingest_job_names(pipeline), list(pipeline.jobs))
+    runnable = [n for n, j in pipeline.jobs.items() if j.kind in ("ingest", "process")]
+    names = select_jobs(job, runnable, list(pipeline.jobs))
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("streaming").setLevel(logging.INFO)
     stop = runtime.StopSignal()
@@ -44,10 +45,11 @@ def run_command(
         spark = build_spark_session(settings, app_name=f"streamlake-{job}")
         spark.streams.addListener(BatchLogListener())
         try:
+            aws = aws_endpoint(settings)
             jobs = [
-                ingest.ingest_job(
-                    spark, name, pipeline, settings, aws_endpoint(settings), available_now
-                )
+                ingest.ingest_job(spark, name, pipeline, settings, aws, available_now)
+                if pipeline.jobs[name].kind == "ingest"
+                else process.process_job(spark, name, pipeline, settings)
                 for name in names
             ]
             mode = runtime.RunMode(available_now=available_now, until_idle_s=until_idle)

@@ -72,7 +72,8 @@ def load_config(
         )
     pipeline = validate(Pipeline, read_yaml(pipeline_file), str(pipeline_file), {})
     raw_settings = read_yaml(env_file)
-    raw_settings.setdefault("env", env)
+    # `--config configs/prod.yaml` names its environment by the file.
+    raw_settings.setdefault("env", env_file.stem)
     overridden = apply_overrides(raw_settings, environ)
     settings = validate(Settings, raw_settings, str(env_file), overridden)
     return LoadedConfig(pipeline=pipeline, settings=settings, config_dir=config_dir)

@@ -94,11 +94,23 @@ class Table(StrictModel):
     schema_ddl: str
     event_id: str | None = None
     event_time: str | None = None
-    watermark: str = "10 minutes"
+    watermark: str = Field(
+        default="10 minutes", pattern=r"^\d+(\.\d+)? (second|minute|hour|day)s?$"
+    )
     drift: Literal["evolve", "strict", "rescue"] = "evolve"
     accept_data_loss: bool = False
     cdc: bool = False
     rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_means_the_event_id(self) -> Table:
+        for rule in self.rules:
+            if rule.kind == "unique" and rule.column != self.event_id:
+                raise ValueError(
+                    f"rule {rule.name}: unique is enforced by deduplication on the event id, "
+                    f"so its column must be event_id ({self.event_id!r})"
+                )
+        return self
 
 
 JobKind = Literal["ingest", "process", "compact", "curate", "catalog", "export"]
@@ -108,6 +120,8 @@ class Job(StrictModel):
     kind: JobKind
     table: str | None = None
     trigger: str = "10 seconds"
+    # Process jobs: how many raw-table files one batch takes (Delta's maxFilesPerTrigger).
+    max_files_per_trigger: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _streaming_jobs_name_a_table(self) -> Job:

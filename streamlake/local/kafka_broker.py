@@ -142,9 +142,10 @@ class KafkaBroker:
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
+            output = (result.stderr or result.stdout).strip().splitlines()
             raise ServiceError(
                 "formatting the KRaft storage failed: "
-                + (result.stderr or result.stdout).strip().splitlines()[-1:][0],
+                + (output[-1] if output else f"exit code {result.returncode}"),
                 service="kafka",
                 address=self.bootstrap_servers,
             )

@@ -104,7 +104,7 @@ class LocalStack:
 
     def _start_aws(self) -> None:
         if not self._running(AWS):
-            self._check_port_free(AWS, self.aws_server.port)
+            self._check_port_free(AWS, self.aws_server.port, "AWS_PORT")
             processes.start(
                 AWS,
                 self.aws_server.command(),
@@ -116,8 +116,8 @@ class LocalStack:
 
     def _start_kafka(self) -> None:
         if not self._running(KAFKA):
-            for port in (self.kafka.port, self.kafka.controller_port):
-                self._check_port_free(KAFKA, port)
+            self._check_port_free(KAFKA, self.kafka.port, "KAFKA_PORT")
+            self._check_port_free(KAFKA, self.kafka.controller_port, "KAFKA_CONTROLLER_PORT")
             self.kafka.prepare()
             processes.start(
                 KAFKA,
@@ -132,11 +132,11 @@ class LocalStack:
         record = processes.read_record(self.run_dir, name)
         return record is not None and processes.is_running(record)
 
-    def _check_port_free(self, name: str, port: int) -> None:
+    def _check_port_free(self, name: str, port: int, setting: str) -> None:
         if port_is_open(self.settings.local.host, port):
             raise ServiceError(
                 f"port {port} is taken by a process this stack did not start",
-                f"stop it, or choose another port (STREAMLAKE__LOCAL__{name.upper()}_PORT)",
+                f"stop it, or choose another port (STREAMLAKE__LOCAL__{setting})",
                 service=name,
                 address=f"{self.settings.local.host}:{port}",
             )

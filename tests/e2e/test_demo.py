@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +15,14 @@ from tests.conftest import CONFIGS
 pytestmark = pytest.mark.integration
 
 
-def test_demo_lands_every_produced_record_in_raw(stack_env: dict[str, str], tmp_path: Path) -> None:
+def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")}
     env.update(stack_env)
     env["STREAMLAKE__LAKE__ROOT"] = str(tmp_path / "lake")
     env["STREAMLAKE__LAKE__CHECKPOINT_ROOT"] = str(tmp_path / "checkpoints")
     command = [sys.executable, "-m", "streamlake", "--config", str(CONFIGS), "demo"]
     result = subprocess.run(
-        [*command, "--count", "400", "--seed", "3"],
+        [*command, "--count", "400", "--seed", "3", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -30,13 +30,15 @@ def test_demo_lands_every_produced_record_in_raw(stack_env: dict[str, str], tmp_
         timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = dict(
-        (m.group(1), [int(m.group(i)) for i in (3, 4, 5)])
-        for m in re.finditer(r"│ (\w+)\s+│ (\w+)\s+│\s+(\d+) │\s+(\d+) │\s+(\d+) │", result.stdout)
-    )
-    assert lines["orders"][0] == 400 and lines["clickstream"][0] == 400
-    assert lines["customers"][0] == 100
-    for source, (produced, added, total) in lines.items():
-        assert added == produced == total, source
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["orders"]["produced"] == 400 and figures["clickstream"]["produced"] == 400
+    assert figures["customers"]["produced"] == 100
+    for source, line in figures.items():
+        quarantined = sum(line["quarantined"].values())
+        assert line["raw_added"] == line["produced"] == line["raw_total"], source
+        assert line["processed"] + quarantined + line["duplicates"] == line["raw_added"], source
+        assert line["processed"] > 0, source
+    assert sum(figures["orders"]["quarantined"].values()) > 0  # the demo mixes in bad events
     for table in ("orders", "clickstream", "customers"):
-        assert (tmp_path / "lake" / "raw" / table / "_delta_log").is_dir()
+        for layer in ("raw", "processed"):
+            assert (tmp_path / "lake" / layer / table / "_delta_log").is_dir()

@@ -1,0 +1,446 @@
+"""The process jobs: raw.<table> -> processed.<table> and quarantine.<table>.
+
+Per micro-batch: parse and type the payloads, check the declared rules, send every failure
+to quarantine with its reason, drop duplicate events (same event id within the watermark),
+flag late ones, and write both outputs with Delta idempotent writes, so that a batch
+replayed after a crash writes each record once to processed or quarantine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from streaming.delta_writer import IdempotentDeltaAppend
+from streaming.parsing import NEW_IMAGE, PLAIN, Document, parse, word_parse_errors
+from streaming.rules import first_failure
+from streaming.runtime import StreamJob
+from streamlake.config.pipeline import Pipeline, Table
+from streamlake.config.settings import Settings
+from streamlake.errors import UsageError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructField
+
+log = logging.getLogger(__name__)
+
+LINEAGE = ("_source", "_stream", "_partition", "_position", "_ingest_ts")
+QUARANTINE_COLUMNS = (
+    "payload",
+    "error_kind",
+    "error",
+    "rule",
+    "source",
+    "stream",
+    "partition",
+    "position",
+    "key",
+    "quarantined_at",
+)
+METRICS_COLUMNS = (
+    "job",
+    "batch_id",
+    "rows_in",
+    "processed",
+    "quarantined",
+    "duplicates",
+    "late",
+    "quarantine_ratio",
+    "alert",
+    "quarantined_by_kind",
+    "recorded_at",
+)
+SYSTEM_COLUMNS = (*LINEAGE, "_late", "_rescued", "_op", "_sequence_number", "event_date")
+ALERT_QUARANTINE_RATIO = 0.05
+METRICS_SCHEMA = (
+    "job STRING, batch_id BIGINT, rows_in BIGINT, processed BIGINT, quarantined BIGINT, "
+    "duplicates BIGINT, late BIGINT, quarantine_ratio DOUBLE, alert BOOLEAN, "
+    "quarantined_by_kind STRING, recorded_at TIMESTAMP"
+)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    job: str
+    table_name: str
+    table: Table
+    fields: tuple[StructField, ...]
+    processed_path: str
+    quarantine_path: str
+    metrics_path: str
+    checkpoint: str | None = None
+
+    @property
+    def document(self) -> Document:
+        return NEW_IMAGE if self.table.cdc else PLAIN
+
+    @property
+    def dedup_key(self) -> str:
+        # A change stream repeats keys by design: each change is its own event.
+        return "_sequence_number" if self.table.cdc else (self.table.event_id or "_position")
+
+
+def process_job(
+    spark: SparkSession, name: str, pipeline: Pipeline, settings: Settings
+) -> StreamJob:
+    job = pipeline.jobs[name]
+    if job.kind != "process" or job.table is None:
+        raise UsageError(f"{name} is not a process job")
+    table = pipeline.tables[job.table]
+    raw_path = settings.lake.table_path("raw", job.table)
+    spec = ProcessSpec(
+        job=name,
+        table_name=job.table,
+        table=table,
+        fields=tuple(declared_fields(spark, table.schema_ddl)),
+        processed_path=settings.lake.table_path("processed", job.table),
+        quarantine_path=settings.lake.table_path("quarantine", job.table),
+        metrics_path=f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics",
+        checkpoint=settings.lake.checkpoint_path(name),
+    )
+    if not table_exists(spark, raw_path):
+        raise UsageError(
+            f"raw.{job.table} does not exist yet at {raw_path}",
+            f"run the ingest job of {job.table} first",
+        )
+    ensure_metrics_table(spark, spec.metrics_path)
+    reader = spark.readStream.format("delta")
+    if job.max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", job.max_files_per_trigger)
+    frame = reader.load(raw_path)
+    return StreamJob(
+        name=name,
+        frame=frame,
+        batch_function=ProcessBatchWriter(spec),
+        checkpoint=settings.lake.checkpoint_path(name),
+        trigger_interval=job.trigger,
+    )
+
+
+def ensure_metrics_table(spark: SparkSession, path: str) -> None:
+    """Create the shared batch-metrics table up front: concurrent first writes by several
+    jobs would race to create it (Delta's ProtocolChangedException)."""
+    if not table_exists(spark, path):
+        spark.createDataFrame([], METRICS_SCHEMA).write.format("delta").mode("ignore").save(path)
+
+
+def declared_fields(spark: SparkSession, ddl: str) -> list[StructField]:
+    from pyspark.sql.types import StructType
+
+    schema = spark.createDataFrame([], ddl).schema
+    assert isinstance(schema, StructType)
+    return list(schema.fields)
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    rows_in: int
+    processed: int
+    quarantined: dict[str, int]
+    duplicates: int
+    late: int
+
+    @property
+    def quarantine_total(self) -> int:
+        return sum(self.quarantined.values())
+
+    @property
+    def quarantine_ratio(self) -> float:
+        return self.quarantine_total / self.rows_in if self.rows_in else 0.0
+
+
+class ProcessBatchWriter:
+    """foreachBatch function of a process job; Spark calls it once per micro-batch."""
+
+    def __init__(self, spec: ProcessSpec) -> None:
+        self.spec = spec
+        self.quarantine = IdempotentDeltaAppend(
+            spec.quarantine_path, spec.job, checkpoint=spec.checkpoint
+        )
+        self.processed = IdempotentDeltaAppend(
+            spec.processed_path, spec.job, ("event_date",), checkpoint=spec.checkpoint
+        )
+        self.metrics = IdempotentDeltaAppend(
+            spec.metrics_path, spec.job, checkpoint=spec.checkpoint
+        )
+
+    def __call__(self, raw: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        spec = self.spec
+        spark = raw.sparkSession
+        evolved = self.evolved_fields(spark)
+        fields = [*spec.fields, *evolved]
+        parsed = parse(raw, fields, spec.document, spec.table.drift)
+        if spec.table.cdc:
+            parsed = with_change_columns(parsed, spec)
+        rule_name, rule_message = first_failure(spec.table.rules)
+        checked = (
+            parsed.withColumn("_rule", F.when(F.col("_error_kind").isNull(), rule_name))
+            .withColumn(
+                "_error_kind",
+                F.coalesce("_error_kind", F.when(F.col("_rule").isNotNull(), F.lit("rule"))),
+            )
+            .withColumn(
+                "_error", F.coalesce("_error", F.when(F.col("_rule").isNotNull(), rule_message))
+            )
+            .persist()
+        )
+        try:
+            rows_in = checked.count()
+            quarantined = self.write_quarantine(checked, batch_id)
+            good = checked.where(F.col("_error_kind").isNull())
+            new_fields = self.new_fields(good, fields) if spec.table.drift == "evolve" else []
+            processed, duplicates, late = self.write_processed(
+                good, [*fields, *new_fields], batch_id
+            )
+        finally:
+            checked.unpersist()
+        counts = BatchCounts(rows_in, processed, quarantined, duplicates, late)
+        self.record(spark, batch_id, counts)
+
+    # -- quarantine ---------------------------------------------------------------------
+
+    def write_quarantine(self, checked: DataFrame, batch_id: int) -> dict[str, int]:
+        from pyspark.sql import functions as F
+
+        bad = checked.where(F.col("_error_kind").isNotNull())
+        worded = word_parse_errors(bad.where(F.col("_error_kind") == "parse")).unionByName(
+            bad.where(F.col("_error_kind") != "parse")
+        )
+        rows = worded.select(
+            "payload",
+            F.col("_error_kind").alias("error_kind"),
+            F.col("_error").alias("error"),
+            F.col("_rule").alias("rule"),
+            "source",
+            "stream",
+            "partition",
+            "position",
+            "key",
+            F.current_timestamp().alias("quarantined_at"),
+        )
+        self.quarantine.write(rows, batch_id)
+        by_kind = bad.groupBy("_error_kind").count().collect()
+        return {row["_error_kind"]: int(row["count"]) for row in by_kind}
+
+    # -- processed ----------------------------------------------------------------------
+
+    def evolved_fields(self, spark: SparkSession) -> list[StructField]:
+        """Columns an earlier batch added under the evolve policy."""
+        if self.spec.table.drift != "evolve" or not table_exists(spark, self.spec.processed_path):
+            return []
+        schema = spark.read.format("delta").load(self.spec.processed_path).schema
+        declared = {f.name for f in self.spec.fields}
+        return [f for f in schema.fields if f.name not in declared and f.name not in SYSTEM_COLUMNS]
+
+    def new_fields(self, good: DataFrame, known: list[StructField]) -> list[StructField]:
+        """Unknown fields of this batch, typed from their values, to add as columns."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StringType, StructField
+
+        names = sorted(
+            {row[0] for row in good.select(F.explode("_unknown")).distinct().collect()}
+            - {f.name for f in known}
+        )
+        added = []
+        for name in names:
+            value = F.try_variant_get(F.col("_v"), f"$.{name}", "variant")
+            inferred = good.select(F.schema_of_variant_agg(value)).first()
+            type_name = str(inferred[0]) if inferred and inferred[0] else "STRING"
+            if not type_name.isalpha() and not type_name.startswith("DECIMAL"):
+                type_name = "STRING"  # objects and arrays are kept as JSON text
+            if type_name in ("VARIANT", "NULL"):
+                type_name = "STRING"
+            added.append(StructField(name, type_from_name(type_name) or StringType(), True))
+        if added:
+            log.warning(
+                "job %s: evolving processed.%s with new columns %s",
+                self.spec.job,
+                self.spec.table_name,
+                ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in added),
+            )
+        return added
+
+    def write_processed(
+        self, good: DataFrame, fields: list[StructField], batch_id: int
+    ) -> tuple[int, int, int]:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        spec = self.spec
+        spark = good.sparkSession
+        declared = {f.name for f in spec.fields}
+        columns = [
+            F.col(f.name)
+            if f.name in declared or f.name in good.columns
+            else json_or_typed(f).alias(f.name)
+            for f in fields
+        ]
+        event_time = spec.table.event_time or "_ingest_ts"
+        rows = good.select(
+            *columns,
+            *([F.col("_rescued")] if spec.table.drift == "rescue" else []),
+            *([F.col("_op"), F.col("_sequence_number")] if spec.table.cdc else []),
+            F.col("source").alias("_source"),
+            F.col("stream").alias("_stream"),
+            F.col("partition").alias("_partition"),
+            F.col("position").alias("_position"),
+            F.col("ingest_ts").alias("_ingest_ts"),
+        )
+        time_column = F.coalesce(F.col(event_time), F.col("_ingest_ts"))
+        rows = rows.withColumn("event_date", F.to_date(time_column))
+        first = Window.partitionBy(spec.dedup_key).orderBy("_ingest_ts", "_partition", "_position")
+        unique = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+        unique, late_from = self.without_seen_events(spark, unique, time_column)
+        unique = unique.withColumn(
+            "_late", F.coalesce(time_column < F.lit(late_from), F.lit(False))
+        )
+        unique = unique.persist()
+        try:
+            self.processed.write(unique, batch_id, merge_schema=spec.table.drift == "evolve")
+            processed = unique.count()
+            late = unique.where("_late").count()
+        finally:
+            unique.unpersist()
+        return processed, good.count() - processed, late
+
+    def without_seen_events(
+        self, spark: SparkSession, batch: DataFrame, time_column: Any
+    ) -> tuple[DataFrame, Any]:
+        """Drop events already in processed within the watermark; return the late bound."""
+        from pyspark.sql import functions as F
+
+        spec = self.spec
+        batch_max = batch.agg(F.max(time_column)).first()
+        newest = batch_max[0] if batch_max else None
+        if not table_exists(spark, spec.processed_path):
+            return batch, lower_bound(newest, spec.table.watermark)
+        processed = spark.read.format("delta").load(spec.processed_path)
+        seen_max = processed.agg(
+            F.max(F.coalesce(spec.table.event_time or "_ingest_ts", "_ingest_ts"))
+        ).first()
+        candidates = [t for t in (newest, seen_max[0] if seen_max else None) if t is not None]
+        bound = lower_bound(max(candidates) if candidates else None, spec.table.watermark)
+        if bound is None:
+            return batch, None
+        recent = processed.where(F.col("event_date") >= F.to_date(F.lit(bound))).select(
+            spec.dedup_key
+        )
+        return batch.join(recent, on=spec.dedup_key, how="left_anti"), bound
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def record(self, spark: SparkSession, batch_id: int, counts: BatchCounts) -> None:
+        from pyspark.sql import functions as F
+
+        alert = counts.quarantine_ratio > ALERT_QUARANTINE_RATIO
+        fields = {
+            "job": self.spec.job,
+            "batch_id": batch_id,
+            "rows_in": counts.rows_in,
+            "processed": counts.processed,
+            "quarantined": counts.quarantine_total,
+            "quarantined_by_kind": counts.quarantined,
+            "duplicates": counts.duplicates,
+            "late": counts.late,
+            "quarantine_ratio": round(counts.quarantine_ratio, 4),
+            "alert": alert,
+        }
+        log.info(
+            "job %s batch %s: %s in, %s processed, %s quarantined %s, %s duplicates, %s late",
+            self.spec.job,
+            batch_id,
+            counts.rows_in,
+            counts.processed,
+            counts.quarantine_total,
+            counts.quarantined,
+            counts.duplicates,
+            counts.late,
+            extra={"fields": fields},
+        )
+        if alert:
+            log.warning(
+                "alert: job %s batch %s quarantined %.1f%% of its records (threshold %.0f%%)",
+                self.spec.job,
+                batch_id,
+                100 * counts.quarantine_ratio,
+                100 * ALERT_QUARANTINE_RATIO,
+                extra={"fields": {**fields, "alert": "quarantine_ratio"}},
+            )
+        row = {k: v for k, v in fields.items() if k != "quarantined_by_kind"}
+        row["quarantined_by_kind"] = ",".join(
+            f"{k}={v}" for k, v in sorted(counts.quarantined.items())
+        )
+        metrics = spark.createDataFrame(
+            [(*[row[name] for name in METRICS_COLUMNS[:-1]], None)], METRICS_SCHEMA
+        ).withColumn("recorded_at", F.current_timestamp())
+        self.metrics.write(metrics, batch_id)
+
+
+def with_change_columns(parsed: DataFrame, spec: ProcessSpec) -> DataFrame:
+    """CDC columns of a DynamoDB change: operation, sequence number, and the key of a
+    remove (whose new image is empty) taken from the keys."""
+    from pyspark.sql import functions as F
+
+    operation = F.try_variant_get(F.col("_v"), "$.event_name", "string")
+    frame = parsed.withColumn(
+        "_op",
+        F.when(operation == "INSERT", "insert")
+        .when(operation == "MODIFY", "modify")
+        .when(operation == "REMOVE", "remove"),
+    ).withColumn("_sequence_number", F.try_variant_get(F.col("_v"), "$.sequence_number", "string"))
+    key = spec.table.event_id
+    if key:
+        from_keys = F.coalesce(
+            *[
+                F.try_variant_get(F.col("_v"), f"$.keys.{key}.{kind}", "string")
+                for kind in ("S", "N")
+            ]
+        )
+        frame = frame.withColumn(key, F.coalesce(F.col(key), from_keys))
+    if spec.table.event_time:
+        created = F.try_variant_get(F.col("_v"), "$.approximate_creation_time", "timestamp")
+        frame = frame.withColumn(
+            spec.table.event_time, F.coalesce(F.col(spec.table.event_time), created)
+        )
+    return frame
+
+
+def lower_bound(newest: Any, watermark: str) -> Any:
+    """``newest`` minus the watermark delay ("10 minutes", "1 hour"), or None."""
+    if newest is None:
+        return None
+    from datetime import timedelta
+
+    amount, unit = watermark.split()
+    seconds = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
+    return newest - timedelta(seconds=float(amount) * seconds)
+
+
+def type_from_name(name: str) -> Any:
+    from pyspark.sql.types import _parse_datatype_string
+
+    try:
+        return _parse_datatype_string(name.lower())
+    except Exception:
+        return None
+
+
+def json_or_typed(field: StructField) -> Any:
+    from pyspark.sql import functions as F
+
+    type_name = field.dataType.simpleString()
+    value = F.try_variant_get(F.col("_v"), f"$.{field.name}", "variant")
+    if type_name == "string":
+        as_string = F.try_variant_get(F.col("_v"), f"$.{field.name}", "string")
+        return F.coalesce(as_string, F.to_json(value))
+    return F.try_variant_get(F.col("_v"), f"$.{field.name}", type_name)

@@ -1,0 +1,111 @@
+"""`streamlake quarantine list`: what was quarantined, why, with samples (no Spark needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from streamlake.cli.context import cli_context
+from streamlake.errors import UsageError
+from streamlake.lake import open_delta_table
+
+app = typer.Typer(help="Inspect quarantined records.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help="A table of the pipeline, e.g. orders.")],
+    samples: Annotated[int, typer.Option(min=0, help="Sample rows per reason.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show quarantined records of a table: counts by kind and rule, and sample rows."""
+    context = cli_context(ctx)
+    config = context.config()
+    if table not in config.pipeline.tables:
+        raise UsageError(
+            f"no table named {table!r}", f"tables: {', '.join(sorted(config.pipeline.tables))}"
+        )
+    path = config.settings.lake.table_path("quarantine", table)
+    if not path.startswith("s3") and not Path(path, "_delta_log").is_dir():
+        context.console.print(f"quarantine.{table} is empty (no table at {path})")
+        return
+    rows = open_delta_table(path, config.settings).to_pyarrow_table(
+        columns=[
+            "error_kind",
+            "rule",
+            "error",
+            "source",
+            "stream",
+            "partition",
+            "position",
+            "payload",
+            "quarantined_at",
+        ]
+    )
+    counts = fetch_all(
+        "select error_kind, coalesce(rule, '') as rule, count(*) as n from rows "
+        "group by all order by n desc",
+        rows,
+    )
+    sample_rows = fetch_all(
+        "select error_kind, coalesce(rule, '') as rule, error, stream, partition, position, "
+        "payload from (select *, row_number() over (partition by error_kind, rule "
+        f"order by quarantined_at) as k from rows) where k <= {samples} order by error_kind, rule",
+        rows,
+    )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "table": table,
+                    "counts": [
+                        {"error_kind": k, "rule": r or None, "count": n} for k, r, n in counts
+                    ],
+                    "samples": [
+                        {
+                            "error_kind": s[0],
+                            "rule": s[1] or None,
+                            "error": s[2],
+                            "coordinates": f"{s[3]}/{s[4]}/{s[5]}",
+                            "payload": preview(s[6]),
+                        }
+                        for s in sample_rows
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    summary = Table(title=f"quarantine.{table}: {sum(n for *_, n in counts)} records")
+    for column in ("error_kind", "rule", "records"):
+        summary.add_column(column)
+    for kind, rule, n in counts:
+        summary.add_row(kind, rule, str(n))
+    context.console.print(summary)
+    detail = Table(title="samples")
+    for column in ("error_kind", "rule", "error", "from", "payload"):
+        detail.add_column(column, overflow="fold")
+    for kind, rule, error, stream, partition, position, payload in sample_rows:
+        detail.add_row(kind, rule, error, f"{stream}/{partition}/{position}", preview(payload))
+    context.console.print(detail)
+
+
+def fetch_all(sql: str, rows: Any) -> list[tuple[Any, ...]]:
+    """Run ``sql`` over the Arrow table ``rows`` (named `rows` in the query)."""
+    import duckdb
+
+    connection = duckdb.connect()
+    connection.register("rows", rows)
+    return connection.sql(sql).fetchall()
+
+
+def preview(payload: bytes | None, limit: int = 80) -> str:
+    if payload is None:
+        return ""
+    text = payload.decode("utf-8", errors="replace")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,241 @@
+"""raw -> processed + quarantine on the shared SparkSession: conservation by id, rules,
+drift policies, CDC, and a property test that nothing a producer sends breaks the job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from streaming import runtime
+from streaming.process import process_job
+from streamlake.config.pipeline import Pipeline
+from streamlake.produce.events import EventMix, events_for
+from tests.support import lake_rows, with_lake, write_raw
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+
+def process(spark: Any, settings: Any, pipeline: Pipeline, job: str = "process-orders") -> None:
+    stream_job = process_job(spark, job, pipeline, settings)
+    runtime.run([stream_job], runtime.RunMode(available_now=True), runtime.StopSignal())
+
+
+def with_table(pipeline: Pipeline, name: str, **changes: Any) -> Pipeline:
+    tables = dict(pipeline.tables)
+    tables[name] = tables[name].model_copy(update=changes)
+    return pipeline.model_copy(update={"tables": tables})
+
+
+def test_every_raw_record_is_processed_quarantined_or_a_counted_duplicate(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    local = with_lake(settings, tmp_path)
+    events = list(events_for("orders", EventMix(600, bad_ratio=0.1, duplicate_ratio=0.08, seed=11)))
+    write_raw(spark, local, "orders", [e.payload for e in events], commits=2)
+    process(spark, local, loaded.pipeline)
+
+    processed = lake_rows(local, "processed", "orders")
+    quarantined = lake_rows(local, "quarantine", "orders")
+    metrics = lake_rows(local, "_meta", "batch_metrics")
+    kept = {r["_position"] for r in processed}
+    bad = {r["position"] for r in quarantined}
+    assert not kept & bad
+    dropped = set(map(str, range(600))) - kept - bad
+    # Each dropped record is a copy of an event that processed holds under another position.
+    ids_kept = {r["order_id"] for r in processed}
+    for position in dropped:
+        assert json.loads(events[int(position)].payload)["order_id"] in ids_kept
+    assert len(processed) == len(ids_kept)
+    assert sum(m["duplicates"] for m in metrics) == len(dropped) > 0
+    # Bad events are all in quarantine, each with a kind and a reason; good ones never are.
+    kinds = {e.kind for e in events}
+    assert kinds == {"good", "bad", "duplicate"}
+    for position, event in enumerate(events):
+        if event.kind == "bad":
+            assert str(position) in bad, event.payload[:80]
+    assert all(r["error_kind"] in ("parse", "schema", "rule") and r["error"] for r in quarantined)
+    assert {r["error_kind"] for r in quarantined} >= {"parse", "rule"}
+    parse_error = next(r for r in quarantined if r["error_kind"] == "parse")
+    assert parse_error["error"].startswith(("invalid JSON", "payload is not UTF-8"))
+    row = processed[0]
+    assert row["_source"] == "kafka" and row["_stream"] == "orders"
+    assert row["event_date"] == row["created_at"].date()
+    assert isinstance(row["items"], list) and row["items"][0]["qty"] >= 1
+
+
+def test_replaying_a_batch_writes_nothing_twice(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    from streaming.process import ProcessBatchWriter, ProcessSpec, declared_fields
+
+    local = with_lake(settings, tmp_path)
+    events = list(events_for("orders", EventMix(50, bad_ratio=0.2, seed=5)))
+    write_raw(spark, local, "orders", [e.payload for e in events])
+    table = loaded.pipeline.tables["orders"]
+    spec = ProcessSpec(
+        "process-orders",
+        "orders",
+        table,
+        tuple(declared_fields(spark, table.schema_ddl)),
+        local.lake.table_path("processed", "orders"),
+        local.lake.table_path("quarantine", "orders"),
+        str(tmp_path / "lake" / "_meta" / "batch_metrics"),
+    )
+    raw = spark.read.format("delta").load(local.lake.table_path("raw", "orders"))
+    writer = ProcessBatchWriter(spec)
+    writer(raw, 0)
+    writer(raw, 0)  # the same batch again, as after a crash before the commit log entry
+    total = len(lake_rows(local, "processed", "orders")) + len(
+        lake_rows(local, "quarantine", "orders")
+    )
+    assert total == 50
+
+
+@pytest.mark.parametrize(
+    ("policy", "added_goes_to"),
+    [("evolve", "column"), ("strict", "quarantine"), ("rescue", "_rescued")],
+)
+def test_drift_policies(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path, policy: str, added_goes_to: str
+) -> None:
+    local = with_lake(settings, tmp_path)
+    pipeline = with_table(loaded.pipeline, "clickstream", drift=policy, rules=[])
+    base = {
+        "event_id": "e1",
+        "session_id": "s1",
+        "customer_id": None,
+        "event_type": "page_view",
+        "url": "https://shop.example/p/1",
+        "ts": "2026-11-26T07:00:00Z",
+    }
+    added = dict(base, event_id="e2", referrer="https://search.example", score=7)
+    changed = dict(base, event_id="e3", ts={"not": "a timestamp"})
+    payloads = [json.dumps(p).encode() for p in (base, added, changed)]
+    write_raw(spark, local, "clickstream", payloads, stream="clickstream")
+    process(spark, local, pipeline, "process-clickstream")
+
+    processed = {r["event_id"]: r for r in lake_rows(local, "processed", "clickstream")}
+    quarantined = {r["position"]: r for r in lake_rows(local, "quarantine", "clickstream")}
+    assert quarantined["2"]["error_kind"] == "schema"  # a changed type, under every policy
+    assert "ts" in quarantined["2"]["error"]
+    if added_goes_to == "column":
+        assert processed["e2"]["referrer"] == "https://search.example"
+        assert processed["e2"]["score"] == 7
+        assert processed["e1"]["referrer"] is None
+    elif added_goes_to == "quarantine":
+        assert quarantined["1"]["error_kind"] == "drift"
+        assert "referrer" in quarantined["1"]["error"] and "score" in quarantined["1"]["error"]
+        assert set(processed) == {"e1"}
+    else:
+        assert json.loads(processed["e2"]["_rescued"]) == {
+            "referrer": "https://search.example",
+            "score": "7",
+        }
+        assert processed["e1"]["_rescued"] is None
+
+
+def test_cdc_changes_become_typed_rows_with_operation_and_sequence(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    local = with_lake(settings, tmp_path)
+
+    def change(
+        name: str, seq: int, new: dict[str, Any] | None, old: dict[str, Any] | None
+    ) -> bytes:
+        image = lambda d: None if d is None else {k: {"S": v} for k, v in d.items()}  # noqa: E731
+        return json.dumps(
+            {
+                "event_id": f"ev{seq}",
+                "event_name": name,
+                "keys": {"customer_id": {"S": "c1"}},
+                "new_image": image(new),
+                "old_image": image(old),
+                "sequence_number": str(1000 + seq),
+                "approximate_creation_time": "2026-11-26T07:00:00+00:00",
+            }
+        ).encode()
+
+    first = {
+        "customer_id": "c1",
+        "name": "Ada",
+        "email": "ada@mail.example",
+        "country": "GB",
+        "tier": "gold",
+        "updated_at": "2026-11-26T06:59:00Z",
+    }
+    payloads = [
+        change("INSERT", 1, first, None),
+        change("MODIFY", 2, dict(first, tier="silver"), first),
+        change("REMOVE", 3, None, dict(first, tier="silver")),
+    ]
+    write_raw(spark, local, "customers", payloads, stream="customers")
+    process(spark, local, loaded.pipeline, "process-customers")
+    rows = sorted(lake_rows(local, "processed", "customers"), key=lambda r: r["_sequence_number"])
+    assert [r["_op"] for r in rows] == ["insert", "modify", "remove"]
+    assert [r["customer_id"] for r in rows] == ["c1", "c1", "c1"]
+    assert [r["tier"] for r in rows] == ["gold", "silver", None]
+    assert rows[0]["updated_at"].isoformat().startswith("2026-11-26T06:59")
+    assert lake_rows(local, "quarantine", "customers") == []
+
+
+hostile = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=200).map(str.encode),
+    st.sampled_from(
+        [
+            b'{"order_id": ',
+            b"[1, 2",
+            b"NaN",
+            b"Infinity",
+            b'{"amount": NaN}',
+            b'{"amount": Infinity}',
+            b"\xff\xfe\xfd",
+            b"null",
+            b"[]",
+            b'"text"',
+        ]
+    ),
+    st.integers(1, 200).map(lambda depth: ("[" * depth + "]" * depth).encode()),
+    st.integers(1, 60).map(lambda depth: ('{"a":' * depth + "1" + "}" * depth).encode()),
+    st.integers(10_000, 200_000).map(lambda n: json.dumps({"order_id": "x" * n}).encode()),
+    st.dictionaries(
+        st.sampled_from(["order_id", "customer_id", "country", "items", "amount", "created_at"]),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.floats(),
+            st.text(max_size=20),
+            st.lists(st.integers(), max_size=3),
+        ),
+    ).map(lambda d: json.dumps(d).encode()),
+)
+
+
+@hypothesis_settings(
+    max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
+@given(payloads=st.lists(hostile, min_size=1, max_size=25))
+def test_hostile_payloads_each_land_somewhere_with_a_reason(
+    spark: Any,
+    settings: Any,
+    loaded: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    payloads: list[bytes],
+) -> None:
+    local = with_lake(settings, tmp_path_factory.mktemp("hostile"))
+    write_raw(spark, local, "orders", payloads)
+    process(spark, local, loaded.pipeline)
+    processed = lake_rows(local, "processed", "orders")
+    quarantined = lake_rows(local, "quarantine", "orders")
+    metrics = lake_rows(local, "_meta", "batch_metrics")
+    assert len(processed) + len(quarantined) + sum(m["duplicates"] for m in metrics) == len(
+        payloads
+    )
+    assert all(r["error_kind"] and r["error"] for r in quarantined)
