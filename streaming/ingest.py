@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from connectors.aws import AwsEndpoint
 from connectors.kafka.source import KafkaStreamOptions, data_loss_from, read_kafka_stream
+from connectors.shard_stream import errors as shard_errors
 from streaming.delta_writer import IdempotentDeltaAppend, RawBatchWriter
 from streaming.runtime import ErrorTranslator, StreamJob
 from streamlake.config.pipeline import (
@@ -79,7 +80,7 @@ def source_stream(
         )
         return read_kafka_stream(spark, options), partial(kafka_loss, source.topic)
     if isinstance(source, KinesisSource):
-        from connectors.kinesis.source import read_kinesis_stream, shard_error_from
+        from connectors.kinesis.source import read_kinesis_stream
 
         frame = read_kinesis_stream(
             spark,
@@ -92,9 +93,9 @@ def source_stream(
             # Available-now runs are one batch: it must take everything there is.
             drain=available_now,
         )
-        return frame, shard_error_from
+        return frame, shard_errors.translate
     if isinstance(source, DynamoDbSource):
-        from connectors.dynamodb_streams.source import read_dynamodb_stream, shard_error_from
+        from connectors.dynamodb_streams.source import read_dynamodb_stream
 
         frame = read_dynamodb_stream(
             spark,
@@ -104,7 +105,7 @@ def source_stream(
             accept_data_loss=table.accept_data_loss,
             drain=available_now,
         )
-        return frame, shard_error_from
+        return frame, shard_errors.translate
     raise UsageError(f"ingest from a {source.kind} source is not available yet")
 
 

@@ -13,13 +13,10 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader
-
 from connectors.aws import AwsEndpoint
-from connectors.shard_stream import errors
 from connectors.shard_stream.api import Page, ShardInfo, SourceRecord
 from connectors.shard_stream.offsets import TRIM_HORIZON
-from connectors.shard_stream.reader import RAW_SOURCE_SCHEMA, ShardStreamReader, shard_infos
+from connectors.shard_stream.reader import ShardDataSource, shard_infos
 from streamlake.errors import StreamlakeError
 
 if TYPE_CHECKING:
@@ -130,16 +127,12 @@ def dynamodb_stream_shards(options: dict[str, str]) -> DynamoDbStreamShards:
     return DynamoDbStreamShards(options)
 
 
-class DynamoDbStreamsDataSource(DataSource):
+class DynamoDbStreamsDataSource(ShardDataSource):
+    api_factory = dynamodb_stream_shards
+
     @classmethod
     def name(cls) -> str:
         return FORMAT
-
-    def schema(self) -> str:
-        return RAW_SOURCE_SCHEMA
-
-    def streamReader(self, schema: Any) -> DataSourceStreamReader:  # noqa: N802
-        return ShardStreamReader(dict(self.options), dynamodb_stream_shards)
 
 
 def read_dynamodb_stream(
@@ -166,7 +159,3 @@ def read_dynamodb_stream(
     if drain:
         options["probe_budget_s"] = "none"
     return spark.readStream.format(FORMAT).options(**options).load()
-
-
-def shard_error_from(message: str) -> StreamlakeError | None:
-    return errors.translate(message)

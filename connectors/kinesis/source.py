@@ -11,15 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql.datasource import DataSource, DataSourceStreamReader
-
 from connectors.aws import AwsEndpoint
 from connectors.kinesis.kpl import deaggregate
-from connectors.shard_stream import errors
 from connectors.shard_stream.api import Page, ShardInfo, SourceRecord
 from connectors.shard_stream.offsets import TRIM_HORIZON
-from connectors.shard_stream.reader import RAW_SOURCE_SCHEMA, ShardStreamReader, shard_infos
-from streamlake.errors import StreamlakeError
+from connectors.shard_stream.reader import ShardDataSource, shard_infos
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -93,16 +89,12 @@ def kinesis_shards(options: dict[str, str]) -> KinesisShards:
     return KinesisShards(options)
 
 
-class KinesisDataSource(DataSource):
+class KinesisDataSource(ShardDataSource):
+    api_factory = kinesis_shards
+
     @classmethod
     def name(cls) -> str:
         return FORMAT
-
-    def schema(self) -> str:
-        return RAW_SOURCE_SCHEMA
-
-    def streamReader(self, schema: Any) -> DataSourceStreamReader:  # noqa: N802
-        return ShardStreamReader(dict(self.options), kinesis_shards)
 
 
 def read_kinesis_stream(
@@ -135,7 +127,3 @@ def read_kinesis_stream(
     elif max_records_per_shard:
         options["max_records_per_shard"] = str(max_records_per_shard)
     return spark.readStream.format(FORMAT).options(**options).load()
-
-
-def shard_error_from(message: str) -> StreamlakeError | None:
-    return errors.translate(message)

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pyspark.sql.datasource import DataSourceStreamReader, InputPartition
+from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
 from connectors.shard_stream.api import Page, ShardApi, ShardInfo, SourceRecord
 from connectors.shard_stream.calls import PacedCaller, error_code
@@ -381,6 +381,18 @@ class ShardStreamReader(DataSourceStreamReader):
             part.end,
             f"{why}: records were trimmed or the shard deleted while the batch waited",
         )
+
+
+class ShardDataSource(DataSource):
+    """A PySpark data source over one sharded log; subclasses name it and its ShardApi."""
+
+    api_factory: ClassVar[ApiFactory]
+
+    def schema(self) -> str:
+        return RAW_SOURCE_SCHEMA
+
+    def streamReader(self, schema: Any) -> DataSourceStreamReader:  # noqa: N802
+        return ShardStreamReader(dict(self.options), type(self).api_factory)
 
 
 def shard_infos(shards: list[dict[str, Any]]) -> list[ShardInfo]:
