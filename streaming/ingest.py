@@ -12,7 +12,6 @@ from streaming.delta_writer import IdempotentDeltaAppend, RawBatchWriter
 from streaming.runtime import ErrorTranslator, StreamJob
 from streamlake.config.pipeline import (
     DynamoDbSource,
-    Job,
     KafkaSource,
     KinesisSource,
     Pipeline,
@@ -111,11 +110,3 @@ def source_stream(
 
 def kafka_loss(topic: str, message: str) -> StreamlakeError | None:
     return data_loss_from(message, topic)
-
-
-def ingest_job_names(pipeline: Pipeline) -> list[str]:
-    return [name for name, job in pipeline.jobs.items() if is_ingest(job)]
-
-
-def is_ingest(job: Job) -> bool:
-    return job.kind == "ingest"
