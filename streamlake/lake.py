@@ -10,8 +10,6 @@ from streamlake.config.settings import Settings
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-LAYERS = ("raw", "processed", "quarantine", "curated")
-
 
 def delta_rs_location(path: str, settings: Settings) -> tuple[str, dict[str, str]]:
     """The URI and storage options delta-rs needs for a path Spark writes (s3a:// or disk)."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +20,7 @@ import yaml
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import LakeSettings, Settings
 from streamlake.lake import open_delta_table
+from streamlake.paths import checkout_root
 
 T = TypeVar("T")
 
@@ -154,3 +157,53 @@ def lake_rows(settings: Settings, layer: str, table: str) -> list[dict[str, Any]
     if not Path(path, "_delta_log").is_dir():
         return []
     return open_delta_table(path, settings).to_pyarrow_table().to_pylist()
+
+
+@dataclass(frozen=True)
+class CliJob:
+    """One streaming job run through the CLI: its config directory, environment,
+    checkpoint and log, shared by its successive runs."""
+
+    name: str
+    config_dir: Path
+    env: dict[str, str]
+    checkpoint: Path
+    log: Path
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        return start_job(self.config_dir, self.env, self.name, *args, log=self.log)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "streamlake", "--config", str(self.config_dir)]
+        return subprocess.run(
+            [*command, "stream", "run", self.name, *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=300,
+        )
+
+
+def cli_job(
+    tmp_path: Path, stack_env: dict[str, str], pipeline: Pipeline, name: str = "ingest-events"
+) -> CliJob:
+    local_yaml = checkout_root() / "configs" / "local.yaml"
+    return CliJob(
+        name,
+        write_config_dir(tmp_path / "configs", pipeline, local_yaml),
+        cli_env(stack_env, tmp_path),
+        tmp_path / "checkpoints" / name,
+        tmp_path / "job.log",
+    )
+
+
+def kill_at_random_points(job: CliJob, rounds: int = 3, commit_timeout_s: float = 120) -> None:
+    """Start the job, let it commit a batch, SIGKILL it a random moment later; repeat."""
+    rng = random.Random()
+    for _round in range(rounds):
+        process = job.start()
+        try:
+            wait_for_next_commit(job.checkpoint, commit_timeout_s)
+            time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
+        finally:
+            kill_hard(process)

@@ -178,6 +178,3 @@ class Pipeline(StrictModel):
                     f"firehose.{stream.name}.bucket: {stream.bucket!r} is not in buckets"
                 )
         return self
-
-    def sources_of_kind(self, kind: str) -> list[Source]:
-        return [source for source in self.sources.values() if source.kind == kind]

@@ -3,10 +3,7 @@ retention that deletes unread data stops the job; SIGTERM stops at a batch bound
 
 from __future__ import annotations
 
-import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,19 +17,16 @@ from kafka.admin import NewTopic
 from streaming import runtime
 from streaming.ingest import ingest_job
 from streamlake.local.stack import aws_endpoint
-from tests.conftest import CONFIGS
 from tests.support import (
-    cli_env,
+    cli_job,
     committed_batches,
     coordinates,
+    kill_at_random_points,
     kill_hard,
     one_source_pipeline,
     poll,
     raw_rows,
-    start_job,
-    wait_for_next_commit,
     with_lake,
-    write_config_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -121,25 +115,15 @@ def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     bootstrap = settings.bootstrap_servers
     topic = new_topic(bootstrap)
     pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 3})
-    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
-    env = cli_env(stack_env, tmp_path)
-    checkpoint = tmp_path / "checkpoints" / "ingest-events"
-    log = tmp_path / "job.log"
+    job = cli_job(tmp_path, stack_env, pipeline)
     producer = threading.Thread(target=produce, args=(bootstrap, topic, 3000, 0, 0.01))
     producer.start()
-    rng = random.Random()
     try:
-        for _round in range(3):
-            job = start_job(config_dir, env, "ingest-events", log=log)
-            try:
-                wait_for_next_commit(checkpoint)
-                time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
-            finally:
-                kill_hard(job)
+        kill_at_random_points(job)
     finally:
         producer.join()
-    final = start_job(config_dir, env, "ingest-events", "--until-idle", "6", log=log)
-    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+    final = job.start("--until-idle", "6")
+    assert final.wait(timeout=300) == 0, job.log.read_text()[-3000:]
     settings_here = with_lake(settings, tmp_path)
     assert_exactly_the_topic(raw_rows(settings_here), bootstrap, topic)
 
@@ -150,10 +134,9 @@ def test_retention_deleting_unread_data_stops_with_the_lost_range(
     bootstrap = settings.bootstrap_servers
     topic = new_topic(bootstrap, partitions=1, **{"retention.ms": "1000", "segment.ms": "200"})
     pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 1})
-    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
-    env = cli_env(stack_env, tmp_path)
+    job = cli_job(tmp_path, stack_env, pipeline)
     produce(bootstrap, topic, 100)
-    first = run_cli(config_dir, env, "--available-now")
+    first = job.run("--available-now")
     assert first.returncode == 0, first.stderr
 
     def log_start() -> int:
@@ -171,7 +154,7 @@ def test_retention_deleting_unread_data_stops_with_the_lost_range(
         return log_start() if log_start() > 100 else 0
 
     lost_to = poll(deleted_past_checkpoint, 90, "retention to delete unread records", 1.0)
-    second = run_cli(config_dir, env, "--available-now")
+    second = job.run("--available-now")
     assert second.returncode == 1
     message = second.stderr.strip().splitlines()[-1]
     assert f"data lost in {topic} partition 0" in message
@@ -180,50 +163,27 @@ def test_retention_deleting_unread_data_stops_with_the_lost_range(
     assert lost_to > 100
 
 
-def run_cli(config_dir: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streamlake",
-            "--config",
-            str(config_dir),
-            "stream",
-            "run",
-            "ingest-events",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
 def test_sigterm_stops_at_a_batch_boundary_and_the_next_run_continues(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:
     bootstrap = settings.bootstrap_servers
     topic = new_topic(bootstrap)
     pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 3})
-    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
-    env = cli_env(stack_env, tmp_path)
-    checkpoint = tmp_path / "checkpoints" / "ingest-events"
-    log = tmp_path / "job.log"
+    job = cli_job(tmp_path, stack_env, pipeline)
     flowing = threading.Event()
     producer = threading.Thread(target=produce_until, args=(bootstrap, topic, flowing))
     producer.start()
-    job = start_job(config_dir, env, "ingest-events", log=log)
+    process = job.start()
     try:
-        poll(lambda: committed_batches(checkpoint) >= 2, 120, "two batches to commit")
-        job.send_signal(signal.SIGTERM)
-        assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
+        poll(lambda: committed_batches(job.checkpoint) >= 2, 120, "two batches to commit")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0, job.log.read_text()[-3000:]
     finally:
         flowing.set()
         producer.join()
-        if job.poll() is None:
-            kill_hard(job)
-    assert "stopped at a batch boundary" in log.read_text()
-    final = start_job(config_dir, env, "ingest-events", "--until-idle", "5", log=log)
-    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+        if process.poll() is None:
+            kill_hard(process)
+    assert "stopped at a batch boundary" in job.log.read_text()
+    final = job.start("--until-idle", "5")
+    assert final.wait(timeout=300) == 0, job.log.read_text()[-3000:]
     assert_exactly_the_topic(raw_rows(with_lake(settings, tmp_path)), bootstrap, topic)

@@ -5,7 +5,6 @@ the job runs loses and repeats nothing; SIGKILL and restart write every record o
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 import uuid
@@ -19,19 +18,16 @@ from connectors.kinesis.admin import ensure_stream
 from streaming import runtime
 from streaming.ingest import ingest_job
 from streamlake.local.stack import aws_endpoint
-from tests.conftest import CONFIGS
 from tests.support import (
-    cli_env,
+    cli_job,
     committed_batches,
     coordinates,
+    kill_at_random_points,
     kill_hard,
     one_source_pipeline,
     poll,
     raw_rows,
-    start_job,
-    wait_for_next_commit,
     with_lake,
-    write_config_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -124,14 +120,11 @@ def test_shard_split_during_ingestion_loses_and_repeats_nothing(
     kinesis = aws_endpoint(settings).client("kinesis")
     stream = new_stream(kinesis, 1)
     pipeline = one_source_pipeline({"kind": "kinesis", "stream": stream, "shards": 1})
-    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
-    env = cli_env(stack_env, tmp_path)
-    checkpoint = tmp_path / "checkpoints" / "ingest-events"
-    log = tmp_path / "job.log"
+    job = cli_job(tmp_path, stack_env, pipeline)
     put(kinesis, stream, 0, 200)
-    job = start_job(config_dir, env, "ingest-events", "--until-idle", "8", log=log)
+    process = job.start("--until-idle", "8")
     try:
-        poll(lambda: committed_batches(checkpoint) >= 1, 120, "the first batch")
+        poll(lambda: committed_batches(job.checkpoint) >= 1, 120, "the first batch")
         put(kinesis, stream, 200, 200)
         parent = kinesis.list_shards(StreamName=stream)["Shards"][0]
         middle = 2**127
@@ -139,10 +132,10 @@ def test_shard_split_during_ingestion_loses_and_repeats_nothing(
             StreamName=stream, ShardToSplit=parent["ShardId"], NewStartingHashKey=str(middle)
         )
         put(kinesis, stream, 400, 400)
-        assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert process.wait(timeout=300) == 0, job.log.read_text()[-3000:]
     finally:
-        if job.poll() is None:
-            kill_hard(job)
+        if process.poll() is None:
+            kill_hard(process)
     rows = raw_rows(with_lake(settings, tmp_path))
     assert numbers_of(rows) == list(range(800))
     assert len(set(coordinates(rows))) == 800
@@ -161,10 +154,7 @@ def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     kinesis = aws_endpoint(settings).client("kinesis")
     stream = new_stream(kinesis, 2)
     pipeline = one_source_pipeline({"kind": "kinesis", "stream": stream, "shards": 2})
-    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
-    env = cli_env(stack_env, tmp_path)
-    checkpoint = tmp_path / "checkpoints" / "ingest-events"
-    log = tmp_path / "job.log"
+    job = cli_job(tmp_path, stack_env, pipeline)
     flowing = threading.Event()
     written: dict[int, str] = {}
 
@@ -177,20 +167,13 @@ def test_sigkill_at_random_points_then_restart_writes_every_record_once(
 
     writer = threading.Thread(target=keep_writing)
     writer.start()
-    rng = random.Random()
     try:
-        for _round in range(3):
-            job = start_job(config_dir, env, "ingest-events", log=log)
-            try:
-                wait_for_next_commit(checkpoint)
-                time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
-            finally:
-                kill_hard(job)
+        kill_at_random_points(job)
     finally:
         flowing.set()
         writer.join()
-    final = start_job(config_dir, env, "ingest-events", "--until-idle", "6", log=log)
-    assert final.wait(timeout=300) == 0, log.read_text()[-3000:]
+    final = job.start("--until-idle", "6")
+    assert final.wait(timeout=300) == 0, job.log.read_text()[-3000:]
     rows = raw_rows(with_lake(settings, tmp_path))
     assert len(coordinates(rows)) == len(set(coordinates(rows))), "a record was written twice"
     assert numbers_of(rows) == sorted(written)

@@ -4,23 +4,17 @@ ends once in processed or quarantine, or is a counted duplicate."""
 from __future__ import annotations
 
 import json
-import random
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamlake.produce.events import EventMix, events_for
-from tests.conftest import CONFIGS
 from tests.support import (
-    cli_env,
-    kill_hard,
+    cli_job,
+    kill_at_random_points,
     lake_rows,
-    start_job,
-    wait_for_next_commit,
     with_lake,
-    write_config_dir,
     write_raw,
 )
 
@@ -38,20 +32,10 @@ def test_sigkill_and_restart_write_every_record_once(
         update={"trigger": "1 second", "max_files_per_trigger": 2}
     )
     pipeline = loaded.pipeline.model_copy(update={"jobs": jobs})
-    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
-    env = cli_env(stack_env, tmp_path)
-    checkpoint = tmp_path / "checkpoints" / "process-orders"
-    log = tmp_path / "job.log"
-    rng = random.Random()
-    for _round in range(3):
-        job = start_job(config_dir, env, "process-orders", log=log)
-        try:
-            wait_for_next_commit(checkpoint, 180)
-            time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
-        finally:
-            kill_hard(job)
-    final = start_job(config_dir, env, "process-orders", "--available-now", log=log)
-    assert final.wait(timeout=600) == 0, log.read_text()[-3000:]
+    job = cli_job(tmp_path, stack_env, pipeline, "process-orders")
+    kill_at_random_points(job, commit_timeout_s=180)
+    final = job.start("--available-now")
+    assert final.wait(timeout=600) == 0, job.log.read_text()[-3000:]
 
     processed = lake_rows(local, "processed", "orders")
     quarantined = lake_rows(local, "quarantine", "orders")
