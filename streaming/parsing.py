@@ -71,17 +71,24 @@ def is_present(variant: Column, document: Document, name: str) -> Column:
     return value.isNotNull() & ~F.is_variant_null(value)
 
 
-def parse(raw: DataFrame, fields: list[StructField], document: Document, drift: str) -> DataFrame:
+def parse(
+    raw: DataFrame,
+    fields: list[StructField],
+    document: Document,
+    drift: str,
+    text: Column | None = None,
+) -> DataFrame:
     """Add the typed columns and ``_error_kind``/``_error`` (null when the record parsed).
 
+    ``text`` is the record as JSON text when it is not the payload itself (Avro decoded).
     Built as three wide projections, not a chain of withColumn calls: a deep plan
     overflows the stack of Spark's stream execution threads."""
     from pyspark.sql import functions as F
 
-    payload = F.col("payload").cast("string")
-    decoded = raw.select("*", F.when(F.is_valid_utf8(payload), payload).alias("_text")).withColumn(
-        "_v", F.try_parse_json("_text")
-    )
+    if text is None:
+        payload = F.col("payload").cast("string")
+        text = F.when(F.is_valid_utf8(payload), payload)
+    decoded = raw.select("*", text.alias("_text")).withColumn("_v", F.try_parse_json("_text"))
     variant = F.col("_v")
     document_value = F.try_variant_get(variant, document.path, "variant")
     is_object = F.schema_of_variant(document_value).startswith("OBJECT")
@@ -135,11 +142,12 @@ def rescued_json(document: Document, fields: list[StructField]) -> Column:
 
 
 def word_parse_errors(frame: DataFrame) -> DataFrame:
-    """Fill ``_error`` of parse failures with the parser's message."""
+    """Fill ``_error`` of parse failures with the decoder's or the JSON parser's message."""
     from pyspark.sql import functions as F
 
-    message = F.udf(lambda text: json_error_message(text), "string")
+    message = F.udf(lambda text: json_error_message(text), "string")(F.col("_text"))
+    if "_decode_error" in frame.columns:
+        message = F.coalesce(F.col("_decode_error"), message)
     return frame.withColumn(
-        "_error",
-        F.when(F.col("_error_kind") == "parse", message(F.col("_text"))).otherwise(F.col("_error")),
+        "_error", F.when(F.col("_error_kind") == "parse", message).otherwise(F.col("_error"))
     )

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from streaming.avro import AvroDecoder, registry_for
 from streaming.delta_writer import IdempotentDeltaAppend
 from streaming.parsing import NEW_IMAGE, PLAIN, Document, parse, word_parse_errors
 from streaming.rules import first_failure
@@ -82,23 +83,46 @@ class ProcessSpec:
         return "_sequence_number" if self.table.cdc else (self.table.event_id or "_position")
 
 
+def process_spec(
+    spark: SparkSession,
+    table_name: str,
+    pipeline: Pipeline,
+    settings: Settings,
+    job: str,
+    checkpoint: str | None,
+) -> ProcessSpec:
+    """What processing ``table_name`` means: its declared fields and its three outputs."""
+    table = pipeline.tables[table_name]
+    return ProcessSpec(
+        job=job,
+        table_name=table_name,
+        table=table,
+        fields=tuple(declared_fields(spark, table.schema_ddl)),
+        processed_path=settings.lake.table_path("processed", table_name),
+        quarantine_path=settings.lake.table_path("quarantine", table_name),
+        metrics_path=metrics_path(settings),
+        checkpoint=checkpoint,
+    )
+
+
+def avro_decoder(table: Table, settings: Settings) -> AvroDecoder | None:
+    """The decoder of an Avro table's payloads; None for JSON tables."""
+    return AvroDecoder(registry_for(table.avro, settings)) if table.avro else None
+
+
+def metrics_path(settings: Settings) -> str:
+    return f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics"
+
+
 def process_job(
     spark: SparkSession, name: str, pipeline: Pipeline, settings: Settings
 ) -> StreamJob:
     job = pipeline.jobs[name]
     if job.kind != "process" or job.table is None:
         raise UsageError(f"{name} is not a process job")
-    table = pipeline.tables[job.table]
     raw_path = settings.lake.table_path("raw", job.table)
-    spec = ProcessSpec(
-        job=name,
-        table_name=job.table,
-        table=table,
-        fields=tuple(declared_fields(spark, table.schema_ddl)),
-        processed_path=settings.lake.table_path("processed", job.table),
-        quarantine_path=settings.lake.table_path("quarantine", job.table),
-        metrics_path=f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics",
-        checkpoint=settings.lake.checkpoint_path(name),
+    spec = process_spec(
+        spark, job.table, pipeline, settings, name, settings.lake.checkpoint_path(name)
     )
     if not table_exists(spark, raw_path):
         raise UsageError(
@@ -113,7 +137,7 @@ def process_job(
     return StreamJob(
         name=name,
         frame=frame,
-        batch_function=ProcessBatchWriter(spec),
+        batch_function=ProcessBatchWriter(spec, avro_decoder(spec.table, settings)),
         checkpoint=settings.lake.checkpoint_path(name),
         trigger_interval=job.trigger,
     )
@@ -160,8 +184,9 @@ class BatchCounts:
 class ProcessBatchWriter:
     """foreachBatch function of a process job; Spark calls it once per micro-batch."""
 
-    def __init__(self, spec: ProcessSpec) -> None:
+    def __init__(self, spec: ProcessSpec, decoder: AvroDecoder | None = None) -> None:
         self.spec = spec
+        self.decoder = decoder
         self.quarantine = IdempotentDeltaAppend(
             spec.quarantine_path, spec.job, checkpoint=spec.checkpoint
         )
@@ -175,15 +200,39 @@ class ProcessBatchWriter:
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        spec = self.spec
         spark = raw.sparkSession
-        evolved = self.evolved_fields(spark)
-        fields = [*spec.fields, *evolved]
-        parsed = parse(raw, fields, spec.document, spec.table.drift)
+        fields = self.known_fields(spark)
+        checked = self.check(raw, fields).persist()
+        try:
+            rows_in = checked.count()
+            quarantined = self.write_quarantine(checked, batch_id)
+            good = checked.where(F.col("_error_kind").isNull())
+            processed, duplicates, late = self.write_processed(
+                good, [*fields, *self.new_fields(good, fields)], batch_id
+            )
+        finally:
+            checked.unpersist()
+        counts = BatchCounts(rows_in, processed, quarantined, duplicates, late)
+        self.record(spark, batch_id, counts)
+
+    def known_fields(self, spark: SparkSession) -> list[StructField]:
+        """The declared fields plus those an earlier batch added under the evolve policy."""
+        return [*self.spec.fields, *self.evolved_fields(spark)]
+
+    def check(self, raw: DataFrame, fields: list[StructField]) -> DataFrame:
+        """Raw rows with typed ``fields`` and ``_error_kind``/``_error``/``_rule`` set for
+        every record that fails to parse, to type, or a rule (null when it passes)."""
+        from pyspark.sql import functions as F
+
+        spec = self.spec
+        text = None
+        if self.decoder is not None:
+            raw, text = self.decoder.decode(raw), F.col("_avro_text")
+        parsed = parse(raw, fields, spec.document, spec.table.drift, text)
         if spec.table.cdc:
             parsed = with_change_columns(parsed, spec)
         rule_name, rule_message = first_failure(spec.table.rules)
-        checked = (
+        return (
             parsed.withColumn("_rule", F.when(F.col("_error_kind").isNull(), rule_name))
             .withColumn(
                 "_error_kind",
@@ -192,20 +241,7 @@ class ProcessBatchWriter:
             .withColumn(
                 "_error", F.coalesce("_error", F.when(F.col("_rule").isNotNull(), rule_message))
             )
-            .persist()
         )
-        try:
-            rows_in = checked.count()
-            quarantined = self.write_quarantine(checked, batch_id)
-            good = checked.where(F.col("_error_kind").isNull())
-            new_fields = self.new_fields(good, fields) if spec.table.drift == "evolve" else []
-            processed, duplicates, late = self.write_processed(
-                good, [*fields, *new_fields], batch_id
-            )
-        finally:
-            checked.unpersist()
-        counts = BatchCounts(rows_in, processed, quarantined, duplicates, late)
-        self.record(spark, batch_id, counts)
 
     # -- quarantine ---------------------------------------------------------------------
 
@@ -243,10 +279,13 @@ class ProcessBatchWriter:
         return [f for f in schema.fields if f.name not in declared and f.name not in SYSTEM_COLUMNS]
 
     def new_fields(self, good: DataFrame, known: list[StructField]) -> list[StructField]:
-        """Unknown fields of this batch, typed from their values, to add as columns."""
+        """Unknown fields of this batch, typed from their values, to add as columns
+        (evolve policy only)."""
         from pyspark.sql import functions as F
         from pyspark.sql.types import StringType, StructField
 
+        if self.spec.table.drift != "evolve":
+            return []
         names = sorted(
             {row[0] for row in good.select(F.explode("_unknown")).distinct().collect()}
             - {f.name for f in known}
@@ -270,14 +309,11 @@ class ProcessBatchWriter:
             )
         return added
 
-    def write_processed(
-        self, good: DataFrame, fields: list[StructField], batch_id: int
-    ) -> tuple[int, int, int]:
-        from pyspark.sql import Window
+    def processed_rows(self, good: DataFrame, fields: list[StructField]) -> DataFrame:
+        """Checked rows that passed, as processed columns (before dedup and ``_late``)."""
         from pyspark.sql import functions as F
 
         spec = self.spec
-        spark = good.sparkSession
         declared = {f.name for f in spec.fields}
         columns = [
             F.col(f.name)
@@ -285,7 +321,6 @@ class ProcessBatchWriter:
             else json_or_typed(f).alias(f.name)
             for f in fields
         ]
-        event_time = spec.table.event_time or "_ingest_ts"
         rows = good.select(
             *columns,
             *([F.col("_rescued")] if spec.table.drift == "rescue" else []),
@@ -296,17 +331,38 @@ class ProcessBatchWriter:
             F.col("position").alias("_position"),
             F.col("ingest_ts").alias("_ingest_ts"),
         )
-        time_column = F.coalesce(F.col(event_time), F.col("_ingest_ts"))
-        rows = rows.withColumn("event_date", F.to_date(time_column))
-        first = Window.partitionBy(spec.dedup_key).orderBy("_ingest_ts", "_partition", "_position")
-        unique = rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+        return rows.withColumn("event_date", F.to_date(self.time_column()))
+
+    def time_column(self) -> Any:
+        from pyspark.sql import functions as F
+
+        return F.coalesce(F.col(self.spec.table.event_time or "_ingest_ts"), F.col("_ingest_ts"))
+
+    def first_of_each_event(self, rows: DataFrame) -> DataFrame:
+        """One row per dedup key: the first one ingested."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        first = Window.partitionBy(self.spec.dedup_key).orderBy(
+            "_ingest_ts", "_partition", "_position"
+        )
+        return rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
+
+    def write_processed(
+        self, good: DataFrame, fields: list[StructField], batch_id: int
+    ) -> tuple[int, int, int]:
+        from pyspark.sql import functions as F
+
+        spark = good.sparkSession
+        time_column = self.time_column()
+        unique = self.first_of_each_event(self.processed_rows(good, fields))
         unique, late_from = self.without_seen_events(spark, unique, time_column)
         unique = unique.withColumn(
             "_late", F.coalesce(time_column < F.lit(late_from), F.lit(False))
         )
         unique = unique.persist()
         try:
-            self.processed.write(unique, batch_id, merge_schema=spec.table.drift == "evolve")
+            self.processed.write(unique, batch_id, merge_schema=self.spec.table.drift == "evolve")
             processed = unique.count()
             late = unique.where("_late").count()
         finally:

@@ -18,6 +18,7 @@ import pytest
 from streamlake.config import LoadedConfig, load_config
 from streamlake.local.stack import LocalStack
 from streamlake.paths import checkout_root
+from tests.confluent_double import confluent_double  # noqa: F401 (a fixture for every test)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

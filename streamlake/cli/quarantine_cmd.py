@@ -1,4 +1,5 @@
-"""`streamlake quarantine list`: what was quarantined, why, with samples (no Spark needed)."""
+"""`streamlake quarantine list` (what was quarantined and why, with samples; no Spark) and
+`streamlake quarantine replay` (move records that now pass into processed)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,38 @@ def preview(payload: bytes | None, limit: int = 80) -> str:
         return ""
     text = payload.decode("utf-8", errors="replace")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@app.command("replay")
+def replay_command(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help="A table of the pipeline, e.g. orders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-check quarantined records with the current schema and rules; move those that now
+    pass into processed, exactly once (safe to run again, also after a crash)."""
+    from batch.quarantine_replay import replay_quarantine
+    from streamlake.spark_session import build_spark_session
+
+    context = cli_context(ctx)
+    config = context.config()
+    if table not in config.pipeline.tables:
+        raise UsageError(
+            f"no table named {table!r}", f"tables: {', '.join(sorted(config.pipeline.tables))}"
+        )
+    with context.console.status(f"replaying quarantine.{table}..."):
+        spark = build_spark_session(config.settings, app_name=f"streamlake-replay-{table}")
+        try:
+            result = replay_quarantine(spark, table, config.pipeline, config.settings)
+        finally:
+            spark.stop()
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    still = sum(result.still_quarantined.values())
+    by_kind = ", ".join(f"{k} {v}" for k, v in sorted(result.still_quarantined.items()))
+    context.console.print(
+        f"quarantine.{table}: {result.examined} examined, {result.moved} moved to "
+        f"processed.{table}, {result.duplicates} duplicates dropped, {still} still "
+        f"quarantined" + (f" ({by_kind})" if by_kind else "")
+    )

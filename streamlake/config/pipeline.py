@@ -87,9 +87,29 @@ class Rule(StrictModel):
         return self
 
 
+class AvroFormat(StrictModel):
+    """Where the writer schemas of an Avro table's payloads live.
+
+    ``glue``: payloads framed by the AWS Glue Schema Registry serializer, schemas in the
+    Glue registry ``registry_name``. ``confluent``: the Confluent wire format, schemas in the
+    registry at the environment's ``schema_registry.url``. ``schema_name`` is the Glue
+    schema or Confluent subject producers register under."""
+
+    registry: Literal["glue", "confluent"]
+    schema_name: Name
+    registry_name: Name | None = None
+
+    @model_validator(mode="after")
+    def _glue_names_its_registry(self) -> AvroFormat:
+        if self.registry == "glue" and self.registry_name is None:
+            raise ValueError("a glue registry needs registry_name")
+        return self
+
+
 class Table(StrictModel):
     source: str
     format: Literal["json", "avro"] = "json"
+    avro: AvroFormat | None = None
     # Spark DDL of the processed columns, e.g. "order_id STRING, amount DECIMAL(12,2)".
     schema_ddl: str
     event_id: str | None = None
@@ -101,6 +121,16 @@ class Table(StrictModel):
     accept_data_loss: bool = False
     cdc: bool = False
     rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _avro_names_its_registry(self) -> Table:
+        if self.format == "avro" and self.avro is None:
+            raise ValueError("format avro needs an avro block (registry, schema_name)")
+        if self.format != "avro" and self.avro is not None:
+            raise ValueError("an avro block needs format: avro")
+        if self.cdc and self.format == "avro":
+            raise ValueError("cdc tables read DynamoDB change records, which are JSON")
+        return self
 
     @model_validator(mode="after")
     def _unique_means_the_event_id(self) -> Table:

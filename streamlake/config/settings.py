@@ -57,6 +57,13 @@ class AwsSettings(StrictModel):
     secret_access_key: SecretStr | None = None
 
 
+class SchemaRegistrySettings(StrictModel):
+    # The Confluent-compatible registry of Avro tables with `registry: confluent`. Tables on
+    # the Glue Schema Registry reach it through the `aws` settings instead.
+    url: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class LocalStackSettings(StrictModel):
     enabled: bool = False
     host: Literal["127.0.0.1"] = "127.0.0.1"
@@ -76,6 +83,7 @@ class Settings(StrictModel):
     spark: SparkSettings = SparkSettings()
     kafka: KafkaSettings = KafkaSettings()
     aws: AwsSettings = AwsSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from connectors.aws import AwsEndpoint
 from connectors.dynamodb_streams import admin as dynamodb_admin
 from connectors.kafka import admin as kafka_admin
 from connectors.kinesis import admin as kinesis_admin
+from connectors.schema_registry import GlueSchemaRegistry
 from streamlake.config.pipeline import DynamoDbSource, KafkaSource, KinesisSource, Pipeline
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,16 @@ def declared_resources(
                 partial(
                     glue_catalog.ensure_database, glue, database, f"streamlake {pipeline.name}"
                 ),
+            )
+        )
+    glue_registries = sorted(
+        {t.avro.registry_name for t in pipeline.tables.values() if t.avro and t.avro.registry_name}
+    )
+    for name in glue_registries:
+        registry = GlueSchemaRegistry(aws, name)
+        resources.append(
+            Resource(
+                "glue schema registry", name, registry.registry_exists, registry.ensure_registry
             )
         )
     return resources

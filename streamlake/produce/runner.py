@@ -63,6 +63,13 @@ def produce(
             f"generators exist for {', '.join(GENERATED_SOURCES)}",
         )
     source = pipeline.sources[source_name]
+    avro_tables = [n for n, t in pipeline.tables.items() if t.source == source_name and t.avro]
+    if avro_tables:
+        raise UsageError(
+            f"source {source_name!r} feeds the Avro table {avro_tables[0]}, and the synthetic "
+            "producer writes JSON only",
+            "write Avro with connectors.schema_registry.AvroSerializer",
+        )
     report = ProduceReport(source_name)
     send, sink = sender_for(source, bootstrap_servers, aws)
     started = time.monotonic()

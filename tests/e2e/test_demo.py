@@ -20,15 +20,14 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     env.update(stack_env)
     env["STREAMLAKE__LAKE__ROOT"] = str(tmp_path / "lake")
     env["STREAMLAKE__LAKE__CHECKPOINT_ROOT"] = str(tmp_path / "checkpoints")
-    command = [sys.executable, "-m", "streamlake", "--config", str(CONFIGS), "demo"]
-    result = subprocess.run(
-        [*command, "--count", "400", "--seed", "3", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=900,
-    )
+
+    def streamlake(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "streamlake", "--config", str(CONFIGS), *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900
+        )
+
+    result = streamlake("demo", "--count", "400", "--seed", "3", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["orders"]["produced"] == 400 and figures["clickstream"]["produced"] == 400
@@ -42,3 +41,11 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     for table in ("orders", "clickstream", "customers"):
         for layer in ("raw", "processed"):
             assert (tmp_path / "lake" / layer / table / "_delta_log").is_dir()
+    # Nothing was fixed, so a replay through the CLI re-checks everything and moves nothing.
+    replay = streamlake("quarantine", "replay", "orders", "--json")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    result_json = replay.stdout[replay.stdout.index("{") :]
+    replayed = json.loads(result_json)
+    assert replayed["moved"] == 0
+    assert replayed["examined"] == sum(figures["orders"]["quarantined"].values())
+    assert replayed["still_quarantined"] == figures["orders"]["quarantined"]

@@ -116,13 +116,34 @@ def test_config_show_json_prints_the_resolved_configuration(config_dir: Path) ->
             "pipeline.yaml: jobs.ingest-orders.table: no table named 'order'",
         ),
         (
+            "pipeline.yaml",
+            "    format: json\n",
+            "    format: avro\n",
+            "pipeline.yaml: tables.orders: format avro needs an avro block (registry, schema_name)",
+        ),
+        (
+            "pipeline.yaml",
+            "    format: json\n",
+            "    format: avro\n    avro: {registry: glue, schema_name: orders}\n",
+            "pipeline.yaml: tables.orders.avro: a glue registry needs registry_name",
+        ),
+        (
             "local.yaml",
             "lake:\n",
             "lake: [\n",
             "local.yaml: line 5, column 18: invalid YAML: expected ',' or ']'",
         ),
     ],
-    ids=["unknown-key", "wrong-type", "missing-field", "bad-choice", "bad-reference", "bad-yaml"],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "missing-field",
+        "bad-choice",
+        "bad-reference",
+        "avro-without-registry",
+        "glue-without-registry-name",
+        "bad-yaml",
+    ],
 )
 def test_bad_file_exits_2_with_one_line(
     config_dir: Path, file: str, old: str, new: str, expected: str
