@@ -3,6 +3,7 @@
 Starts its own local stack (free loopback ports, state in .streamlake/bench) and stops it
 at the end. Sizes default to the issue's: 1,000,000 Kafka records of about 1 KB; the
 Kinesis stream holds fewer by default because the local AWS API server keeps it in memory.
+Every Kafka record is a distinct order, so the process job keeps them all.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main(
     kafka_records: Annotated[int, typer.Option(help="Records in the Kafka topic.")] = 1_000_000,
     kinesis_records: Annotated[int, typer.Option(help="Records in the Kinesis stream.")] = 200_000,
     work: Annotated[Path, typer.Option(help="Scratch directory.")] = Path(".streamlake/bench"),
+    latency_seconds: Annotated[float, typer.Option(help="How long e2e_latency produces.")] = 30.0,
     only: Annotated[
         str | None, typer.Option(help="Run only the kafka or the kinesis figures.")
     ] = None,
@@ -50,6 +52,7 @@ def main(
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     shutil.rmtree(work / "plain", ignore_errors=True)
     shutil.rmtree(work / "plain-checkpoint", ignore_errors=True)
+    shutil.rmtree(work / "latency", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     overrides = {
         "STREAMLAKE__LOCAL__STATE_DIR": str(work / "stack"),
@@ -79,7 +82,7 @@ def main(
             work,
         )
         if only in (None, "kafka"):
-            run_kafka(env, report, kafka_records)
+            run_kafka(env, report, kafka_records, latency_seconds)
         if only in (None, "kinesis"):
             run_kinesis(env, report, kinesis_records)
         spark.stop()
@@ -88,12 +91,17 @@ def main(
     report.ratio("ingest_vs_ceiling", "kafka_ingest_raw", "kafka_consume_ceiling", 0.5)
     report.ratio("ingest_vs_plain_spark", "kafka_ingest_raw", "plain_spark_kafka_to_delta", 0.9)
     report.ratio("kinesis_vs_ceiling", "kinesis_ingest_raw", "kinesis_read_ceiling", 0.7)
+    report.ratio("process_vs_ingest", "process_orders", "kafka_ingest_raw", 0.5)
+    latency = report.run("e2e_latency")
+    if latency is not None:
+        report.limit("e2e_latency_p50_ms", latency.p50_ms, 1500)
+        report.limit("e2e_latency_p99_ms", latency.p99_ms, 3000)
     json_path, md_path = report.write()
     print(md_path.read_text())
     print(f"written: {json_path} and {md_path}")
 
 
-def run_kafka(env: figures.BenchEnv, report: Report, records: int) -> None:
+def run_kafka(env: figures.BenchEnv, report: Report, records: int, latency_seconds: float) -> None:
     topic = "bench-orders"
     warmup = "bench-warmup"
     step("prefilling Kafka", lambda: figures.prefill_kafka(env, topic, records))
@@ -115,6 +123,16 @@ def run_kafka(env: figures.BenchEnv, report: Report, records: int) -> None:
             lambda: figures.ingest_raw(env, "kafka_ingest_raw", "ingest-orders", pipeline, records),
         )
     )
+    report.runs.append(
+        step(
+            "process_orders",
+            lambda: figures.process_raw(env, "process_orders", "process-orders", pipeline, records),
+        )
+    )
+    ingest = report.run("kafka_ingest_raw")
+    assert ingest is not None
+    rate = ingest.records_per_s / 2
+    report.runs.append(step("e2e_latency", lambda: figures.e2e_latency(env, rate, latency_seconds)))
 
 
 def run_kinesis(env: figures.BenchEnv, report: Report, records: int) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import load
 from bench.results import Run
 from connectors.aws import AwsEndpoint
 from connectors.kafka import admin as kafka_admin
@@ -19,12 +23,14 @@ from connectors.kinesis.producer import KinesisRecordProducer
 from connectors.shard_stream.calls import PacedCaller
 from streaming import runtime
 from streaming.ingest import ingest_job
+from streaming.process import process_job
 from streamlake.config.pipeline import KafkaSource, KinesisSource, Pipeline
 from streamlake.config.settings import Settings
 from streamlake.local.kafka_broker import KafkaBroker
-from streamlake.produce.events import click, order
+from streamlake.produce.events import click
 
 PAGE_LIMIT = 10_000
+log = logging.getLogger("bench")
 
 
 @dataclass
@@ -37,47 +43,17 @@ class BenchEnv:
     work: Path
 
 
-def order_payloads(count: int, size: int = 1000, seed: int = 1) -> list[bytes]:
-    """Realistic order JSON documents of about ``size`` bytes (more line items)."""
-    rng = random.Random(seed)
-    payloads = []
-    now = datetime.now(UTC)
-    for _ in range(count):
-        document = order(rng, now)
-        while len(json.dumps(document)) < size - 60:
-            document["items"].append(
-                dict(document["items"][0], sku=f"sku-{rng.randint(1, 999):04d}")
-            )
-        payloads.append(json.dumps(document).encode())
-    return payloads
-
-
 def prefill_kafka(env: BenchEnv, topic: str, records: int) -> None:
+    """Fill ``topic`` with ``records`` distinct orders of about 1 KB (if it holds fewer)."""
     kafka_admin.ensure_topics(
         env.settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions=3)]
     )
     present = sum(kafka_admin.record_counts(env.settings.bootstrap_servers, topic).values())
-    if present >= records:
-        return
-    payload_file = env.work / "orders.jsonl"
-    payload_file.write_bytes(b"\n".join(order_payloads(20_000)))
-    command = env.broker.jvm_command(
-        "org.apache.kafka.tools.ProducerPerformance",
-        "--topic",
-        topic,
-        "--num-records",
-        str(records - present),
-        "--throughput",
-        "-1",
-        "--payload-file",
-        str(payload_file),
-        "--producer-props",
-        f"bootstrap.servers={env.settings.bootstrap_servers}",
-        "acks=1",
-        "linger.ms=20",
-        "batch.size=262144",
-    )
-    subprocess.run(command, check=True, capture_output=True, timeout=1800)
+    if present == 0:
+        seconds = load.send_all(env.settings.bootstrap_servers, topic, records)
+        log.info("bench: %s orders written to %s in %.1fs", records, topic, seconds)
+    elif present != records:
+        raise RuntimeError(f"{topic} holds {present} records, not {records}: remove {env.work}")
 
 
 def kafka_consume_ceiling(env: BenchEnv, topic: str, records: int) -> Run:
@@ -189,3 +165,164 @@ def kinesis_read_ceiling(env: BenchEnv, stream: str, records: int) -> Run:
     seconds = time.monotonic() - started
     assert read == records, f"read {read} records, expected {records}"
     return Run("kinesis_read_ceiling", read, seconds, "boto3 GetRecords loop, shard after shard")
+
+
+def process_raw(env: BenchEnv, name: str, job: str, pipeline: Pipeline, records: int) -> Run:
+    """The process job over a raw table the ingest run filled: raw -> processed."""
+    started = time.monotonic()
+    stream_job = process_job(env.spark, job, pipeline, env.settings)
+    runtime.run([stream_job], runtime.RunMode(available_now=True), runtime.StopSignal())
+    seconds = time.monotonic() - started
+    table = pipeline.jobs[job].table
+    assert table is not None
+    processed = count_rows(env.spark, env.settings.lake.table_path("processed", table))
+    quarantined = count_rows(env.spark, env.settings.lake.table_path("quarantine", table))
+    # Distinct, valid orders: every record must come out as a processed row.
+    assert processed == records, f"{job}: {processed} processed, {quarantined} quarantined"
+    return Run(name, processed, seconds, f"streamlake stream run {job} --available-now")
+
+
+def count_rows(spark: Any, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    return int(spark.read.format("delta").load(path).count())
+
+
+def e2e_latency(env: BenchEnv, rate: float, seconds: float) -> Run:
+    """Produce at ``rate`` while ingest-orders and process-orders run back to back; latency
+    is from each record's Kafka timestamp (set by the producer) to the commit of the
+    processed version that made it readable."""
+    topic = "bench-latency"
+    settings = env.settings.model_copy(
+        update={
+            "lake": env.settings.lake.model_copy(
+                update={
+                    "root": str(env.work / "latency" / "lake"),
+                    "checkpoint_root": str(env.work / "latency" / "checkpoints"),
+                }
+            )
+        }
+    )
+    pipeline = kafka_pipeline(env, topic)
+    jobs = {
+        name: pipeline.jobs[name].model_copy(update={"trigger": "0 seconds"})
+        for name in ("ingest-orders", "process-orders")
+    }
+    pipeline = pipeline.model_copy(update={"jobs": {**pipeline.jobs, **jobs}})
+    warmup = 2_000
+    kafka_admin.ensure_topics(
+        settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions=3)]
+    )
+    load.send_all(settings.bootstrap_servers, topic, warmup)
+    # Warm both jobs (and create raw.orders, which the process job needs) before measuring.
+    for name in ("ingest-orders", "process-orders"):
+        job = (
+            ingest_job(env.spark, name, pipeline, settings, env.aws, available_now=True)
+            if name.startswith("ingest")
+            else process_job(env.spark, name, pipeline, settings)
+        )
+        runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
+    stop = runtime.StopSignal()
+    streaming = [
+        ingest_job(env.spark, "ingest-orders", pipeline, settings, env.aws, available_now=False),
+        process_job(env.spark, "process-orders", pipeline, settings),
+    ]
+    failure: list[BaseException] = []
+
+    def run_jobs() -> None:
+        try:
+            runtime.run(streaming, runtime.RunMode(), stop)
+        except BaseException as exc:  # reported after the load, not lost in the thread
+            failure.append(exc)
+
+    runner = threading.Thread(target=run_jobs, name="bench-latency-jobs")
+    runner.start()
+    produced_from = datetime.now(UTC)
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--bootstrap-servers",
+        settings.bootstrap_servers,
+        "--topic",
+        topic,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--first",
+        str(warmup),
+    ]
+    answer = subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800)
+    sent = int(json.loads(answer.stdout)["sent"])
+    processed_path = settings.lake.table_path("processed", "orders")
+    deadline = time.monotonic() + max(600.0, 10 * seconds)
+    while count_rows(env.spark, processed_path) < warmup + sent and not failure:
+        if time.monotonic() > deadline:
+            stop.request("bench deadline")
+            runner.join()
+            raise RuntimeError(f"processed.orders did not reach {warmup + sent} rows in time")
+        time.sleep(1.0)  # polling the table with a deadline
+    stop.request("bench: all records processed")
+    runner.join()
+    if failure:
+        raise failure[0]
+    latencies = readable_latencies_ms(env.spark, settings, produced_from)
+    return Run(
+        "e2e_latency",
+        len(latencies),
+        seconds,
+        f"produce at {rate:,.0f}/s (half the measured ingest rate) with ingest-orders and "
+        "process-orders running back to back; producer timestamp -> readable in processed",
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        extra={
+            "target_rate_per_s": round(rate, 1),
+            "achieved_rate_per_s": round(sent / seconds, 1),
+            "max_ms": round(max(latencies), 1) if latencies else None,
+        },
+    )
+
+
+def readable_latencies_ms(spark: Any, settings: Settings, since: datetime) -> list[float]:
+    """Per processed row produced after ``since``: ms from its Kafka timestamp to the moment
+    the Delta commit that added its file was written (when readers first see it)."""
+    from pyspark.sql import functions as F
+
+    processed_path = settings.lake.table_path("processed", "orders")
+    commits = commit_times(Path(processed_path))
+    files = spark.createDataFrame(list(commits.items()), "file STRING, readable_at DOUBLE")
+    processed = spark.read.format("delta").load(processed_path)
+    rows = processed.select(
+        F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)$", 1).alias("file"),
+        F.col("_partition").alias("partition"),
+        F.col("_position").alias("position"),
+    )
+    raw = spark.read.format("delta").load(settings.lake.table_path("raw", "orders"))
+    joined = (
+        rows.join(files, "file")
+        .join(raw.select("partition", "position", "event_ts"), ["partition", "position"])
+        .where(F.col("event_ts") >= F.lit(since))
+        .select(((F.col("readable_at") - F.col("event_ts").cast("double")) * 1000).alias("ms"))
+    )
+    return sorted(float(r["ms"]) for r in joined.collect())
+
+
+def commit_times(table: Path) -> dict[str, float]:
+    """Data file name -> when the commit adding it was written (the log file's mtime)."""
+    times: dict[str, float] = {}
+    for log_file in sorted((table / "_delta_log").glob("*.json")):
+        written = log_file.stat().st_mtime
+        for line in log_file.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                times[action["add"]["path"].rsplit("/", 1)[-1]] = written
+    return times
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)

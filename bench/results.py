@@ -40,6 +40,8 @@ class Report:
     ratios: dict[str, float] = field(default_factory=dict)
     targets: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Figures where lower is better (latencies): name -> {"value": ..., "target": ...}.
+    limits: dict[str, dict[str, float]] = field(default_factory=dict)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def run(self, name: str) -> Run | None:
@@ -50,6 +52,10 @@ class Report:
         if top and bottom and bottom.records_per_s:
             self.ratios[name] = round(top.records_per_s / bottom.records_per_s, 3)
             self.targets[name] = target
+
+    def limit(self, name: str, value: float | None, target: float) -> None:
+        if value is not None:
+            self.limits[name] = {"value": value, "target": target}
 
     def write(self, directory: Path = RESULTS) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -64,6 +70,7 @@ class Report:
             "runs": [r.to_json() for r in self.runs],
             "ratios": self.ratios,
             "targets": self.targets,
+            "limits": self.limits,
             "notes": self.notes,
         }
         json_path, md_path = directory / "latest.json", directory / "latest.md"
@@ -93,6 +100,11 @@ class Report:
             target = self.targets.get(name)
             mark = "" if target is None else (" (met)" if value >= target else " (missed)")
             lines.append(f"| {name} | {value:.3f}{mark} | {target if target is not None else ''} |")
+        if self.limits:
+            lines += ["", "| latency | value | target (at most) |", "|---|---:|---:|"]
+            for name, limit in self.limits.items():
+                mark = " (met)" if limit["value"] <= limit["target"] else " (missed)"
+                lines.append(f"| {name} | {limit['value']:.0f}{mark} | {limit['target']:.0f} |")
         if self.notes:
             lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines) + "\n"

@@ -56,8 +56,10 @@ def typed_value(variant: Column, document: Document, field: StructField) -> Colu
         value = F.try_variant_get(variant, path, type_name)
         if type_name == "string":
             # Variant casts objects and arrays to JSON text; a string field takes scalars only.
-            kind = F.schema_of_variant(F.try_variant_get(variant, path, "variant"))
-            return F.when(~kind.startswith("OBJECT") & ~kind.startswith("ARRAY"), value)
+            # (Casting a scalar to a map or an array fails fast, unlike schema_of_variant.)
+            is_object = F.try_variant_get(variant, path, "map<string, variant>").isNotNull()
+            is_array = F.try_variant_get(variant, path, "array<variant>").isNotNull()
+            return F.when(~is_object & ~is_array, value)
         return value
     return F.coalesce(
         *[F.try_variant_get(variant, f"{path}.{kind}", type_name) for kind in DYNAMODB_SCALARS]
@@ -81,8 +83,9 @@ def parse(
     """Add the typed columns and ``_error_kind``/``_error`` (null when the record parsed).
 
     ``text`` is the record as JSON text when it is not the payload itself (Avro decoded).
-    Built as three wide projections, not a chain of withColumn calls: a deep plan
-    overflows the stack of Spark's stream execution threads."""
+    Built as a few wide projections, not a chain of withColumn calls: a deep plan
+    overflows the stack of Spark's stream execution threads. Each field's value is read
+    from the VARIANT once; the type checks then look at the typed column."""
     from pyspark.sql import functions as F
 
     if text is None:
@@ -96,25 +99,25 @@ def parse(
         # A remove event has no new image; its fields come from the keys instead.
         removed = F.try_variant_get(variant, "$.event_name", "string").eqNullSafe("REMOVE")
         is_object = is_object | removed
+    names = {f.name for f in fields}
+    known = F.array(*[F.lit(f.name) for f in fields])
+    typed = decoded.select(
+        *[c for c in decoded.columns if c not in names],
+        *[typed_value(variant, document, f).alias(f.name) for f in fields],
+        F.coalesce(is_object, F.lit(False)).alias("_is_object"),
+        F.coalesce(F.array_except(top_level_keys(document), known), F.array()).alias("_unknown"),
+        (rescued_json(document, fields) if drift == "rescue" else F.lit(None).cast("string")).alias(
+            "_rescued"
+        ),
+    )
     type_errors = [
         F.when(
-            is_present(variant, document, f.name) & typed_value(variant, document, f).isNull(),
+            F.col(f.name).isNull() & is_present(variant, document, f.name),
             F.lit(f"{f.name}: not a valid {f.dataType.simpleString()}"),
         )
         for f in fields
     ]
-    keys = F.map_keys(
-        F.from_json(F.get_json_object(F.col("_text"), document.path), "MAP<STRING, STRING>")
-    )
-    known = F.array(*[F.lit(f.name) for f in fields])
-    typed = decoded.select(
-        *[c for c in decoded.columns if c not in {f.name for f in fields}],
-        *[typed_value(variant, document, f).alias(f.name) for f in fields],
-        F.coalesce(is_object, F.lit(False)).alias("_is_object"),
-        F.array_compact(F.array(*type_errors)).alias("_type_errors"),
-        F.coalesce(F.array_except(keys, known), F.array()).alias("_unknown"),
-        rescued_json(document, fields).alias("_rescued"),
-    )
+    checked = typed.select("*", F.array_compact(F.array(*type_errors)).alias("_type_errors"))
     error_kind = (
         F.when(F.col("_v").isNull() | ~F.col("_is_object"), F.lit("parse"))
         .when(F.size("_type_errors") > 0, F.lit("schema"))
@@ -126,9 +129,18 @@ def parse(
     error = F.when(F.size("_type_errors") > 0, F.concat_ws("; ", "_type_errors")).when(
         F.size("_unknown") > 0, unknown
     )
-    return typed.select(
+    return checked.select(
         "*", error_kind.alias("_error_kind"), F.when(error_kind != "parse", error).alias("_error")
     )
+
+
+def top_level_keys(document: Document) -> Column:
+    """The names of the document's fields (null if it is not a JSON object)."""
+    from pyspark.sql import functions as F
+
+    if document.path == "$":
+        return F.json_object_keys(F.col("_text"))
+    return F.json_object_keys(F.get_json_object(F.col("_text"), document.path))
 
 
 def rescued_json(document: Document, fields: list[StructField]) -> Column:
@@ -141,11 +153,20 @@ def rescued_json(document: Document, fields: list[StructField]) -> Column:
     return F.when(F.size(unknown) > 0, F.to_json(unknown))
 
 
+def payload_error_message(payload: bytes | None) -> str:
+    """Why ``payload`` is not a JSON object, in the parser's words (failed rows only)."""
+    try:
+        text = None if payload is None else bytes(payload).decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return json_error_message(text)
+
+
 def word_parse_errors(frame: DataFrame) -> DataFrame:
     """Fill ``_error`` of parse failures with the decoder's or the JSON parser's message."""
     from pyspark.sql import functions as F
 
-    message = F.udf(lambda text: json_error_message(text), "string")(F.col("_text"))
+    message = F.udf(lambda payload: payload_error_message(payload), "string")(F.col("payload"))
     if "_decode_error" in frame.columns:
         message = F.coalesce(F.col("_decode_error"), message)
     return frame.withColumn(

@@ -202,7 +202,9 @@ class ProcessBatchWriter:
 
         spark = raw.sparkSession
         fields = self.known_fields(spark)
-        checked = self.check(raw, fields).persist()
+        # The JSON text is not kept: the cache is the batch's biggest memory cost, and the
+        # few records that fail to parse are worded from their payload.
+        checked = self.check(raw, fields).drop("_text", "_avro_text").persist()
         try:
             rows_in = checked.count()
             quarantined = self.write_quarantine(checked, batch_id)
@@ -249,6 +251,12 @@ class ProcessBatchWriter:
         from pyspark.sql import functions as F
 
         bad = checked.where(F.col("_error_kind").isNotNull())
+        by_kind = {
+            row["_error_kind"]: int(row["count"])
+            for row in bad.groupBy("_error_kind").count().collect()
+        }
+        if not by_kind:
+            return by_kind  # a clean batch: no empty commit to the quarantine table
         worded = word_parse_errors(bad.where(F.col("_error_kind") == "parse")).unionByName(
             bad.where(F.col("_error_kind") != "parse")
         )
@@ -265,8 +273,7 @@ class ProcessBatchWriter:
             F.current_timestamp().alias("quarantined_at"),
         )
         self.quarantine.write(rows, batch_id)
-        by_kind = bad.groupBy("_error_kind").count().collect()
-        return {row["_error_kind"]: int(row["count"]) for row in by_kind}
+        return by_kind
 
     # -- processed ----------------------------------------------------------------------
 
@@ -355,29 +362,36 @@ class ProcessBatchWriter:
 
         spark = good.sparkSession
         time_column = self.time_column()
-        unique = self.first_of_each_event(self.processed_rows(good, fields))
-        unique, late_from = self.without_seen_events(spark, unique, time_column)
+        rows = self.processed_rows(good, fields)
+        key = self.spec.dedup_key
+        summary = rows.agg(
+            F.count(F.lit(1)), F.count_distinct(key), F.count(key), F.max(time_column)
+        ).first()
+        assert summary is not None
+        passed, distinct_keys, keyed, newest = int(summary[0]), summary[1], summary[2], summary[3]
+        # Most batches repeat no event id; they skip the sort that picks each event's first.
+        repeats = distinct_keys != keyed or keyed != passed
+        unique, late_from = self.without_seen_events(
+            spark, self.first_of_each_event(rows) if repeats else rows, newest
+        )
         unique = unique.withColumn(
             "_late", F.coalesce(time_column < F.lit(late_from), F.lit(False))
         )
-        unique = unique.persist()
-        try:
-            self.processed.write(unique, batch_id, merge_schema=self.spec.table.drift == "evolve")
-            processed = unique.count()
-            late = unique.where("_late").count()
-        finally:
-            unique.unpersist()
-        return processed, good.count() - processed, late
+        # Counted before the write (on the few columns it needs): once the write commits,
+        # the anti-join above would find this batch's own rows in processed.
+        counted = unique.agg(F.count(F.lit(1)), F.count_if(F.col("_late"))).first()
+        processed, late = (int(counted[0]), int(counted[1])) if counted else (0, 0)
+        self.processed.write(unique, batch_id, merge_schema=self.spec.table.drift == "evolve")
+        return processed, passed - processed, late
 
     def without_seen_events(
-        self, spark: SparkSession, batch: DataFrame, time_column: Any
+        self, spark: SparkSession, batch: DataFrame, newest: Any
     ) -> tuple[DataFrame, Any]:
-        """Drop events already in processed within the watermark; return the late bound."""
+        """Drop events already in processed within the watermark (``newest`` is the batch's
+        latest event time); return the late bound."""
         from pyspark.sql import functions as F
 
         spec = self.spec
-        batch_max = batch.agg(F.max(time_column)).first()
-        newest = batch_max[0] if batch_max else None
         if not table_exists(spark, spec.processed_path):
             return batch, lower_bound(newest, spec.table.watermark)
         processed = spark.read.format("delta").load(spec.processed_path)
