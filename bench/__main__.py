@@ -48,6 +48,8 @@ def main(
 ) -> None:
     """Run the benchmark and write bench/results/latest.{json,md}."""
     setup_logging("INFO")
+    # A fresh stack too: a topic left by an earlier run may hold other records.
+    shutil.rmtree(work / "stack", ignore_errors=True)
     shutil.rmtree(work / "lake", ignore_errors=True)
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     shutil.rmtree(work / "plain", ignore_errors=True)

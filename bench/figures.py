@@ -6,7 +6,6 @@ import json
 import logging
 import random
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ def prefill_kafka(env: BenchEnv, topic: str, records: int) -> None:
     )
     present = sum(kafka_admin.record_counts(env.settings.bootstrap_servers, topic).values())
     if present == 0:
-        seconds = load.send_all(env.settings.bootstrap_servers, topic, records)
+        seconds = load.send_all(env.broker, env.settings.bootstrap_servers, topic, records)
         log.info("bench: %s orders written to %s in %.1fs", records, topic, seconds)
     elif present != records:
         raise RuntimeError(f"{topic} holds {present} records, not {records}: remove {env.work}")
@@ -215,7 +214,7 @@ def e2e_latency(env: BenchEnv, rate: float, seconds: float) -> Run:
     kafka_admin.ensure_topics(
         settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions=3)]
     )
-    load.send_all(settings.bootstrap_servers, topic, warmup)
+    load.send_all(env.broker, settings.bootstrap_servers, topic, warmup)
     # Warm both jobs (and create raw.orders, which the process job needs) before measuring.
     for name in ("ingest-orders", "process-orders"):
         job = (
@@ -240,23 +239,7 @@ def e2e_latency(env: BenchEnv, rate: float, seconds: float) -> Run:
     runner = threading.Thread(target=run_jobs, name="bench-latency-jobs")
     runner.start()
     produced_from = datetime.now(UTC)
-    command = [
-        sys.executable,
-        "-m",
-        "bench.load",
-        "--bootstrap-servers",
-        settings.bootstrap_servers,
-        "--topic",
-        topic,
-        "--rate",
-        str(rate),
-        "--seconds",
-        str(seconds),
-        "--first",
-        str(warmup),
-    ]
-    answer = subprocess.run(command, check=True, capture_output=True, text=True, timeout=1800)
-    sent = int(json.loads(answer.stdout)["sent"])
+    sent = load.send_paced(env.broker, settings.bootstrap_servers, topic, rate, seconds, warmup)
     processed_path = settings.lake.table_path("processed", "orders")
     deadline = time.monotonic() + max(600.0, 10 * seconds)
     while count_rows(env.spark, processed_path) < warmup + sent and not failure:

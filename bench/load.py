@@ -2,23 +2,20 @@
 
 Every event has its own order id, so the process job's deduplication keeps them all; the
 documents come from a few thousand templates of about 1 KB whose order id is replaced.
-Run as ``python -m bench.load`` the producer works in a process of its own, so its Python
-does not compete with the Spark driver's for the interpreter lock.
+Records go through Kafka's console producer (a JVM client) fed on stdin.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import sys
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated
 
-import typer
-
+from streamlake.local.kafka_broker import KafkaBroker
 from streamlake.produce.events import order
 
 TEMPLATES = 5_000
@@ -49,61 +46,62 @@ def distinct_orders(count: int, first: int = 0, size: int = 1000) -> Iterator[by
         yield templates[index].replace(template_ids[index], order_id, 1)
 
 
-def producer(bootstrap_servers: str) -> object:
-    from kafka import KafkaProducer
-
-    return KafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        acks=1,
-        linger_ms=5,
-        batch_size=256 * 1024,
-        max_in_flight_requests_per_connection=5,
+def console_producer(
+    broker: KafkaBroker, bootstrap_servers: str, topic: str
+) -> subprocess.Popen[bytes]:
+    """Kafka's own console producer, fed one JSON document per line on stdin: a JVM client
+    keeps up with rates a Python client cannot reach on this machine. Each record's Kafka
+    timestamp is set when the client sends it (CreateTime)."""
+    command = broker.jvm_command(
+        "org.apache.kafka.tools.ConsoleProducer",
+        "--bootstrap-server",
+        bootstrap_servers,
+        "--topic",
+        topic,
+        "--producer-property",
+        "acks=1",
+        "--producer-property",
+        "linger.ms=5",
+        "--producer-property",
+        "batch.size=262144",
     )
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
 
-def send_all(bootstrap_servers: str, topic: str, count: int) -> float:
+def finish(client: subprocess.Popen[bytes]) -> None:
+    assert client.stdin is not None
+    client.stdin.close()
+    if client.wait(timeout=600) != 0:
+        raise RuntimeError(f"the Kafka console producer exited with {client.returncode}")
+
+
+def send_all(broker: KafkaBroker, bootstrap_servers: str, topic: str, count: int) -> float:
     """Send ``count`` distinct orders as fast as the client goes; return the seconds taken."""
-    client = producer(bootstrap_servers)
+    client = console_producer(broker, bootstrap_servers, topic)
+    assert client.stdin is not None
     started = time.monotonic()
     for payload in distinct_orders(count):
-        client.send(topic, value=payload)  # type: ignore[attr-defined]
-    client.flush(timeout=300)  # type: ignore[attr-defined]
-    client.close(timeout=30)  # type: ignore[attr-defined]
+        client.stdin.write(payload + b"\n")
+    finish(client)
     return time.monotonic() - started
 
 
-def send_paced(bootstrap_servers: str, topic: str, rate: float, seconds: float, first: int) -> int:
-    """Send distinct orders at ``rate`` per second for ``seconds``; return how many were sent.
-
-    Each record's Kafka timestamp is the moment it was handed to the client (CreateTime):
-    the start of the end-to-end latency."""
-    client = producer(bootstrap_servers)
-    orders = distinct_orders(int(rate * seconds) + 1, first)
+def send_paced(
+    broker: KafkaBroker, bootstrap_servers: str, topic: str, rate: float, seconds: float, first: int
+) -> int:
+    """Send distinct orders at ``rate`` per second for ``seconds``; return how many were sent."""
+    client = console_producer(broker, bootstrap_servers, topic)
+    assert client.stdin is not None
+    total = int(rate * seconds)
+    orders = distinct_orders(total, first)
     started = time.monotonic()
     sent = 0
-    while (elapsed := time.monotonic() - started) < seconds:
-        due = min(int(rate * elapsed), int(rate * seconds))
+    while sent < total:
+        due = min(total, int(rate * (time.monotonic() - started)))
         while sent < due:
-            client.send(topic, value=next(orders))  # type: ignore[attr-defined]
+            client.stdin.write(next(orders) + b"\n")
             sent += 1
-        time.sleep(0.002)  # pacing, not synchronisation: the next slice of the schedule
-    client.flush(timeout=300)  # type: ignore[attr-defined]
-    client.close(timeout=30)  # type: ignore[attr-defined]
+        client.stdin.flush()
+        time.sleep(0.005)  # pacing, not synchronisation: the next slice of the schedule
+    finish(client)
     return sent
-
-
-def main(
-    bootstrap_servers: Annotated[str, typer.Option()],
-    topic: Annotated[str, typer.Option()],
-    rate: Annotated[float, typer.Option(help="Records per second.")],
-    seconds: Annotated[float, typer.Option(help="How long to produce.")],
-    first: Annotated[int, typer.Option(help="Order number to start from.")] = 0,
-) -> None:
-    """Produce distinct orders at a steady rate; print the count sent as JSON."""
-    started = time.monotonic()
-    sent = send_paced(bootstrap_servers, topic, rate, seconds, first)
-    json.dump({"sent": sent, "seconds": round(time.monotonic() - started, 3)}, sys.stdout)
-
-
-if __name__ == "__main__":
-    typer.run(main)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_RECORDS_PER_FILE = 100_000
 RAW_COLUMNS = (
     "payload",
     "source",
@@ -63,6 +64,9 @@ class IdempotentDeltaAppend:
             .mode("append")
             .option("txnAppId", self.txn_app_id(frame.sparkSession))
             .option("txnVersion", batch_id)
+            # Bounded files let readers split a big batch into tasks (and process batches)
+            # that fit in memory: a Parquet file with one row group is one task.
+            .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
         )
         if merge_schema:
             writer = writer.option("mergeSchema", "true")

@@ -133,6 +133,8 @@ def process_job(
     reader = spark.readStream.format("delta")
     if job.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", job.max_files_per_trigger)
+    if job.max_bytes_per_trigger or not job.max_files_per_trigger:
+        reader = reader.option("maxBytesPerTrigger", job.max_bytes_per_trigger or "64m")
     frame = reader.load(raw_path)
     return StreamJob(
         name=name,
@@ -202,9 +204,7 @@ class ProcessBatchWriter:
 
         spark = raw.sparkSession
         fields = self.known_fields(spark)
-        # The JSON text is not kept: the cache is the batch's biggest memory cost, and the
-        # few records that fail to parse are worded from their payload.
-        checked = self.check(raw, fields).drop("_text", "_avro_text").persist()
+        checked = slim(self.check(raw, fields)).persist()
         try:
             rows_in = checked.count()
             quarantined = self.write_quarantine(checked, batch_id)
@@ -454,6 +454,19 @@ class ProcessBatchWriter:
             [(*[row[name] for name in METRICS_COLUMNS[:-1]], None)], METRICS_SCHEMA
         ).withColumn("recorded_at", F.current_timestamp())
         self.metrics.write(metrics, batch_id)
+
+
+def slim(checked: DataFrame) -> DataFrame:
+    """What a batch keeps in its cache, the batch's biggest memory cost: the payload only of
+    records bound for quarantine, the VARIANT only of records with fields to evolve into
+    new columns, and no JSON text (parse failures are worded from their payload)."""
+    from pyspark.sql import functions as F
+
+    return checked.select(
+        *[c for c in checked.columns if c not in ("_text", "_avro_text", "payload", "_v")],
+        F.when(F.col("_error_kind").isNotNull(), F.col("payload")).alias("payload"),
+        F.when(F.size("_unknown") > 0, F.col("_v")).alias("_v"),
+    )
 
 
 def with_change_columns(parsed: DataFrame, spec: ProcessSpec) -> DataFrame:

@@ -150,8 +150,11 @@ class Job(StrictModel):
     kind: JobKind
     table: str | None = None
     trigger: str = "10 seconds"
-    # Process jobs: how many raw-table files one batch takes (Delta's maxFilesPerTrigger).
+    # Process jobs: how much of the raw table one batch takes (Delta's maxFilesPerTrigger and
+    # maxBytesPerTrigger). With neither set a batch takes about 64 MB of raw files, so a
+    # backlog is worked off in batches that fit the driver's memory.
     max_files_per_trigger: int | None = Field(default=None, ge=1)
+    max_bytes_per_trigger: str | None = Field(default=None, pattern=r"^\d+[kmg]?$")
 
     @model_validator(mode="after")
     def _streaming_jobs_name_a_table(self) -> Job:
