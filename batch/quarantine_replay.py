@@ -3,8 +3,10 @@ move those that now pass into processed, exactly once.
 
 A replay is safe to run again at any point, including after a crash half-way: it appends to
 processed only records whose source coordinates (source, stream, partition, position) are
-not there yet, and only then deletes from quarantine the records that passed, all of which
-are by then in processed or are duplicates of an event already there.
+not there yet, and only then deletes from quarantine what processed now holds: records
+whose coordinates are there, and records that passed whose event is there (duplicates).
+Two replays of one table at the same time: one of them fails on Delta's transaction check
+(both append as the next version of the same ``txnAppId``) and can simply be run again.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from streaming.process import (
+    PROCESSED_COORDINATES,
     ProcessBatchWriter,
     avro_decoder,
-    ensure_metrics_table,
     lower_bound,
     process_spec,
     table_exists,
 )
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
-from streamlake.errors import UsageError
+from streamlake.errors import JobError, UsageError
+from streamlake.lake import open_delta_table
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -32,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COORDINATES = ("source", "stream", "partition", "position")
-PROCESSED_COORDINATES = ("_source", "_stream", "_partition", "_position")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,22 @@ def replay_quarantine(
     }
     good = checked.where(F.col("_error_kind").isNull())
     passing = writer.processed_rows(good, [*fields, *writer.new_fields(good, fields)])
-    moved, duplicates = append_new_events(writer, passing)
-    if examined - sum(failing.values()):
-        delete_passed(quarantine, good)
+    app_id = f"replay-{table_name}"
+    try:
+        moved, duplicates = append_new_events(
+            writer, passing, app_id, next_txn_version(spark, spec.processed_path, app_id, settings)
+        )
+    except Exception as exc:
+        if "ConcurrentTransaction" not in str(exc):
+            raise
+        raise JobError(
+            f"another replay of {table_name} appended to processed.{table_name} meanwhile",
+            "run the replay again",
+            job=app_id,
+            retryable=True,
+        ) from exc
+    delete_held_by_processed(quarantine, writer, checked, passing)
     result = ReplayResult(table_name, examined, moved, duplicates, failing, version)
-    ensure_metrics_table(spark, spec.metrics_path)
     log.info(
         "replay of quarantine.%s (version %s): %s examined, %s moved to processed, "
         "%s duplicates dropped, %s still quarantined %s",
@@ -121,7 +134,24 @@ def as_raw_rows(spark: SparkSession, quarantined: DataFrame, raw_path: str) -> D
     )
 
 
-def append_new_events(writer: ProcessBatchWriter, passing: DataFrame) -> tuple[int, int]:
+def next_txn_version(spark: SparkSession, path: str, app_id: str, settings: Settings) -> int:
+    """One more than the last version ``app_id`` committed to the table at ``path``."""
+    if not table_exists(spark, path):
+        return 1
+    last = open_delta_table(path, settings).transaction_version(app_id)
+    return (last or 0) + 1
+
+
+def as_quarantine_coordinates(rows: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    pairs = zip(PROCESSED_COORDINATES, COORDINATES, strict=True)
+    return rows.select(*[F.col(p).alias(c) for p, c in pairs])
+
+
+def append_new_events(
+    writer: ProcessBatchWriter, passing: DataFrame, app_id: str, txn_version: int
+) -> tuple[int, int]:
     """Append the passing rows that processed lacks; (rows appended, duplicates dropped).
 
     A row already in processed under its own coordinates was moved by an earlier, crashed
@@ -137,7 +167,7 @@ def append_new_events(writer: ProcessBatchWriter, passing: DataFrame) -> tuple[i
             on=list(PROCESSED_COORDINATES),
             how="left_anti",
         )
-        seen_keys = processed.select(spec.dedup_key)
+        seen_keys = processed.select(*spec.dedup_keys)
         newest = processed.agg(F.max(writer.time_column())).first()
         late_from = lower_bound(newest[0] if newest else None, spec.table.watermark)
     else:
@@ -145,25 +175,47 @@ def append_new_events(writer: ProcessBatchWriter, passing: DataFrame) -> tuple[i
     pending = pending.localCheckpoint()
     unique = writer.first_of_each_event(pending)
     if seen_keys is not None:
-        unique = unique.join(seen_keys.distinct(), on=spec.dedup_key, how="left_anti")
+        unique = unique.join(seen_keys.distinct(), on=list(spec.dedup_keys), how="left_anti")
     unique = unique.withColumn(
         "_late", F.coalesce(writer.time_column() < F.lit(late_from), F.lit(False))
     ).localCheckpoint()
     moved = unique.count()
     if moved:
-        write = unique.write.format("delta").mode("append").partitionBy("event_date")
+        write = (
+            unique.write.format("delta")
+            .mode("append")
+            .partitionBy("event_date")
+            .option("txnAppId", app_id)
+            .option("txnVersion", txn_version)
+        )
         if spec.table.drift == "evolve":
             write = write.option("mergeSchema", "true")
         write.save(spec.processed_path)
     return moved, pending.count() - moved
 
 
-def delete_passed(quarantine: DeltaTable, good: DataFrame) -> None:
-    """Delete from quarantine the records that passed this time (matched by coordinates)."""
+def delete_held_by_processed(
+    quarantine: DeltaTable, writer: ProcessBatchWriter, checked: DataFrame, passing: DataFrame
+) -> None:
+    """Delete from quarantine what processed now holds: any record whose coordinates are
+    there (whatever it checks as today), and any record that passed whose event is there."""
     from pyspark.sql import functions as F
 
-    # Renamed: ``good`` comes from the quarantine table itself, and MERGE cannot resolve a
+    spec = writer.spec
+    spark = checked.sparkSession
+    if not table_exists(spark, spec.processed_path):
+        return
+    processed = spark.read.format("delta").load(spec.processed_path)
+    moved = checked.select(*COORDINATES).join(
+        as_quarantine_coordinates(processed), on=list(COORDINATES), how="left_semi"
+    )
+    seen_events = processed.select(*spec.dedup_keys).distinct()
+    duplicates = as_quarantine_coordinates(
+        passing.join(seen_events, on=list(spec.dedup_keys), how="left_semi")
+    )
+    # Renamed: the rows come from the quarantine table itself, and MERGE cannot resolve a
     # source whose columns are the target's own.
-    passed = good.select(*[F.col(c).alias(f"passed_{c}") for c in COORDINATES]).distinct()
-    condition = " AND ".join(f"q.{c} = passed_{c}" for c in COORDINATES)
-    quarantine.alias("q").merge(passed, condition).whenMatchedDelete().execute()
+    held = moved.unionByName(duplicates).distinct()
+    held = held.select(*[F.col(c).alias(f"held_{c}") for c in COORDINATES])
+    condition = " AND ".join(f"q.{c} = held_{c}" for c in COORDINATES)
+    quarantine.alias("q").merge(held, condition).whenMatchedDelete().execute()

@@ -24,6 +24,7 @@ from connectors.schema_registry.wire import (
     CONFLUENT_HEADER_LEN,
     CONFLUENT_MAGIC,
     GLUE_COMPRESSION_NONE,
+    GLUE_COMPRESSION_ZLIB,
     GLUE_HEADER_LEN,
     GLUE_HEADER_VERSION,
 )
@@ -119,6 +120,17 @@ class AvroDecoder:
                 F.coalesce(F.hex(F.substring(payload, 1, 2)), F.lit("")),
             ),
         )
+        if self.registry.wire == "glue":
+            compressed = F.hex(F.substring(payload, 1, 2)) == (
+                f"{GLUE_HEADER_VERSION:02X}{GLUE_COMPRESSION_ZLIB:02X}"
+            )
+            frame_error = F.when(
+                compressed,
+                F.lit(
+                    "zlib-compressed Glue payloads are not supported: "
+                    "set the producer's compression to NONE"
+                ),
+            ).otherwise(frame_error)
         return [
             F.when(frame_error.isNull(), ref).alias("_ref"),
             F.when(frame_error.isNull(), body).alias("_body"),
@@ -133,12 +145,26 @@ class AvroDecoder:
             if ref in self.schemas:
                 continue
             try:
-                self.schemas[ref] = self.registry.schema(ref)
-                log.info("writer schema %s fetched from the %s registry", ref, self.registry.wire)
+                schema = self.registry.schema(ref)
             except SchemaNotFoundError as exc:
                 log.warning("writer schema %s is not in the registry: %s", ref, exc)
                 missing[ref] = str(exc)
+                continue
+            if not is_record_schema(schema):
+                # A table's rows are records; a primitive or union payload cannot be one.
+                missing[ref] = f"{ref} is not an Avro record schema"
+                continue
+            self.schemas[ref] = schema
+            log.info("writer schema %s fetched from the %s registry", ref, self.registry.wire)
         return missing
+
+
+def is_record_schema(schema: str) -> bool:
+    try:
+        parsed = json.loads(schema)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("type") == "record"
 
 
 def decode_failed(record: Column, schema: str) -> Column:

@@ -64,8 +64,8 @@ class IdempotentDeltaAppend:
             .mode("append")
             .option("txnAppId", self.txn_app_id(frame.sparkSession))
             .option("txnVersion", batch_id)
-            # Bounded files let readers split a big batch into tasks (and process batches)
-            # that fit in memory: a Parquet file with one row group is one task.
+            # Bounded files let readers split a big batch into tasks, and process jobs into
+            # batches, that fit in memory: a reader does not split a file below a row group.
             .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
         )
         if merge_schema:

@@ -22,12 +22,14 @@ from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructField
 
 log = logging.getLogger(__name__)
 
 LINEAGE = ("_source", "_stream", "_partition", "_position", "_ingest_ts")
+# A raw record's coordinates in processed: unique per source record.
+PROCESSED_COORDINATES = ("_source", "_stream", "_partition", "_position")
 QUARANTINE_COLUMNS = (
     "payload",
     "error_kind",
@@ -78,9 +80,15 @@ class ProcessSpec:
         return NEW_IMAGE if self.table.cdc else PLAIN
 
     @property
-    def dedup_key(self) -> str:
-        # A change stream repeats keys by design: each change is its own event.
-        return "_sequence_number" if self.table.cdc else (self.table.event_id or "_position")
+    def dedup_keys(self) -> tuple[str, ...]:
+        """What makes two records the same event."""
+        if self.table.cdc:
+            # A change stream repeats keys by design: each change is its own event.
+            return ("_sequence_number",)
+        if self.table.event_id:
+            return (self.table.event_id,)
+        # No event id: only the same source record read twice is a duplicate.
+        return PROCESSED_COORDINATES
 
 
 def process_spec(
@@ -207,15 +215,21 @@ class ProcessBatchWriter:
         checked = slim(self.check(raw, fields)).persist()
         try:
             rows_in = checked.count()
-            quarantined = self.write_quarantine(checked, batch_id)
+            quarantined = quarantine_counts(checked)
             good = checked.where(F.col("_error_kind").isNull())
-            processed, duplicates, late = self.write_processed(
-                good, [*fields, *self.new_fields(good, fields)], batch_id
+            unique, processed, duplicates, late = self.plan_processed(
+                good, [*fields, *self.new_fields(good, fields)]
             )
+            # Metrics first: a batch Spark retries after a crash is recounted against tables
+            # that may already hold its rows; its metrics commit is then skipped, so the first
+            # attempt's counts stand. (Until the data commits, metrics run slightly ahead.)
+            counts = BatchCounts(rows_in, processed, quarantined, duplicates, late)
+            self.record(spark, batch_id, counts)
+            if quarantined:  # a clean batch makes no empty quarantine commit
+                self.write_quarantine(checked, batch_id)
+            self.processed.write(unique, batch_id, merge_schema=self.spec.table.drift == "evolve")
         finally:
             checked.unpersist()
-        counts = BatchCounts(rows_in, processed, quarantined, duplicates, late)
-        self.record(spark, batch_id, counts)
 
     def known_fields(self, spark: SparkSession) -> list[StructField]:
         """The declared fields plus those an earlier batch added under the evolve policy."""
@@ -247,16 +261,10 @@ class ProcessBatchWriter:
 
     # -- quarantine ---------------------------------------------------------------------
 
-    def write_quarantine(self, checked: DataFrame, batch_id: int) -> dict[str, int]:
+    def write_quarantine(self, checked: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         bad = checked.where(F.col("_error_kind").isNotNull())
-        by_kind = {
-            row["_error_kind"]: int(row["count"])
-            for row in bad.groupBy("_error_kind").count().collect()
-        }
-        if not by_kind:
-            return by_kind  # a clean batch: no empty commit to the quarantine table
         worded = word_parse_errors(bad.where(F.col("_error_kind") == "parse")).unionByName(
             bad.where(F.col("_error_kind") != "parse")
         )
@@ -273,7 +281,6 @@ class ProcessBatchWriter:
             F.current_timestamp().alias("quarantined_at"),
         )
         self.quarantine.write(rows, batch_id)
-        return by_kind
 
     # -- processed ----------------------------------------------------------------------
 
@@ -340,49 +347,55 @@ class ProcessBatchWriter:
         )
         return rows.withColumn("event_date", F.to_date(self.time_column()))
 
-    def time_column(self) -> Any:
+    def time_column(self) -> Column:
         from pyspark.sql import functions as F
 
         return F.coalesce(F.col(self.spec.table.event_time or "_ingest_ts"), F.col("_ingest_ts"))
 
     def first_of_each_event(self, rows: DataFrame) -> DataFrame:
-        """One row per dedup key: the first one ingested."""
+        """One row per dedup key, the first one ingested; rows without a key are all kept
+        (nothing says they are the same event)."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
-        first = Window.partitionBy(self.spec.dedup_key).orderBy(
-            "_ingest_ts", "_partition", "_position"
+        keys = self.spec.dedup_keys
+        first = Window.partitionBy(*keys).orderBy("_ingest_ts", "_partition", "_position")
+        return (
+            rows.withColumn("_n", F.row_number().over(first))
+            .where((F.col("_n") == 1) | any_null(keys))
+            .drop("_n")
         )
-        return rows.withColumn("_n", F.row_number().over(first)).where("_n = 1").drop("_n")
 
-    def write_processed(
-        self, good: DataFrame, fields: list[StructField], batch_id: int
-    ) -> tuple[int, int, int]:
+    def plan_processed(
+        self, good: DataFrame, fields: list[StructField]
+    ) -> tuple[DataFrame, int, int, int]:
+        """The rows to append to processed, and the (processed, duplicates, late) counts.
+
+        Counted before anything is written: once this batch's rows are in processed, the
+        anti-join would find them there."""
         from pyspark.sql import functions as F
 
         spark = good.sparkSession
         time_column = self.time_column()
         rows = self.processed_rows(good, fields)
-        key = self.spec.dedup_key
+        keys = self.spec.dedup_keys
+        keyed = F.when(~any_null(keys), F.struct(*keys))
         summary = rows.agg(
-            F.count(F.lit(1)), F.count_distinct(key), F.count(key), F.max(time_column)
+            F.count(F.lit(1)), F.count_distinct(keyed), F.count(keyed), F.max(time_column)
         ).first()
         assert summary is not None
-        passed, distinct_keys, keyed, newest = int(summary[0]), summary[1], summary[2], summary[3]
+        passed, newest = int(summary[0]), summary[3]
         # Most batches repeat no event id; they skip the sort that picks each event's first.
-        repeats = distinct_keys != keyed or keyed != passed
+        repeats = summary[1] != summary[2]
         unique, late_from = self.without_seen_events(
             spark, self.first_of_each_event(rows) if repeats else rows, newest
         )
         unique = unique.withColumn(
             "_late", F.coalesce(time_column < F.lit(late_from), F.lit(False))
         )
-        # Counted before the write (on the few columns it needs): once the write commits,
-        # the anti-join above would find this batch's own rows in processed.
         counted = unique.agg(F.count(F.lit(1)), F.count_if(F.col("_late"))).first()
         processed, late = (int(counted[0]), int(counted[1])) if counted else (0, 0)
-        self.processed.write(unique, batch_id, merge_schema=self.spec.table.drift == "evolve")
-        return processed, passed - processed, late
+        return unique, processed, passed - processed, late
 
     def without_seen_events(
         self, spark: SparkSession, batch: DataFrame, newest: Any
@@ -403,9 +416,9 @@ class ProcessBatchWriter:
         if bound is None:
             return batch, None
         recent = processed.where(F.col("event_date") >= F.to_date(F.lit(bound))).select(
-            spec.dedup_key
+            *spec.dedup_keys
         )
-        return batch.join(recent, on=spec.dedup_key, how="left_anti"), bound
+        return batch.join(recent, on=list(spec.dedup_keys), how="left_anti"), bound
 
     # -- metrics ------------------------------------------------------------------------
 
@@ -454,6 +467,23 @@ class ProcessBatchWriter:
             [(*[row[name] for name in METRICS_COLUMNS[:-1]], None)], METRICS_SCHEMA
         ).withColumn("recorded_at", F.current_timestamp())
         self.metrics.write(metrics, batch_id)
+
+
+def quarantine_counts(checked: DataFrame) -> dict[str, int]:
+    """Records bound for quarantine, by error kind."""
+    from pyspark.sql import functions as F
+
+    bad = checked.where(F.col("_error_kind").isNotNull()).groupBy("_error_kind").count()
+    return {row["_error_kind"]: int(row["count"]) for row in bad.collect()}
+
+
+def any_null(columns: tuple[str, ...]) -> Column:
+    from pyspark.sql import functions as F
+
+    result = F.lit(False)
+    for name in columns:
+        result = result | F.col(name).isNull()
+    return result
 
 
 def slim(checked: DataFrame) -> DataFrame:
@@ -518,7 +548,7 @@ def type_from_name(name: str) -> Any:
         return None
 
 
-def json_or_typed(field: StructField) -> Any:
+def json_or_typed(field: StructField) -> Column:
     from pyspark.sql import functions as F
 
     type_name = field.dataType.simpleString()

@@ -129,6 +129,7 @@ def write_raw(
     payloads: list[bytes],
     *,
     stream: str = "orders",
+    partition: str = "0",
     first_position: int = 0,
     commits: int = 1,
 ) -> None:
@@ -137,7 +138,7 @@ def write_raw(
 
     now = datetime.now(UTC)
     rows = [
-        (p, "kafka", stream, "0", str(first_position + i), f"k{i}", now, now, now.date())
+        (p, "kafka", stream, partition, str(first_position + i), f"k{i}", now, now, now.date())
         for i, p in enumerate(payloads)
     ]
     schema = (

@@ -103,6 +103,11 @@ class AvroFormat(StrictModel):
     def _glue_names_its_registry(self) -> AvroFormat:
         if self.registry == "glue" and self.registry_name is None:
             raise ValueError("a glue registry needs registry_name")
+        if self.registry == "confluent" and self.registry_name is not None:
+            raise ValueError(
+                "registry_name names a Glue registry; a confluent registry's URL is "
+                "schema_registry.url in the environment file"
+            )
         return self
 
 
@@ -154,7 +159,7 @@ class Job(StrictModel):
     # maxBytesPerTrigger). With neither set a batch takes about 64 MB of raw files, so a
     # backlog is worked off in batches that fit the driver's memory.
     max_files_per_trigger: int | None = Field(default=None, ge=1)
-    max_bytes_per_trigger: str | None = Field(default=None, pattern=r"^\d+[kmg]?$")
+    max_bytes_per_trigger: str | None = Field(default=None, pattern=r"^[1-9]\d*[kmg]?$")
 
     @model_validator(mode="after")
     def _streaming_jobs_name_a_table(self) -> Job:

@@ -239,3 +239,31 @@ def test_hostile_payloads_each_land_somewhere_with_a_reason(
         payloads
     )
     assert all(r["error_kind"] and r["error"] for r in quarantined)
+
+
+def test_records_without_an_event_id_are_never_taken_for_duplicates(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    orders = [json.loads(e.payload) for e in events_for("orders", EventMix(3, seed=31))]
+    payloads = [json.dumps(o).encode() for o in orders]
+    # A table with no event id: the same offsets in two partitions are different records.
+    no_id = with_table(loaded.pipeline, "orders", event_id=None)
+    local = with_lake(settings, tmp_path / "no-id")
+    write_raw(spark, local, "orders", payloads, partition="0")
+    write_raw(spark, local, "orders", payloads, partition="1")
+    process(spark, local, no_id)
+    assert len(lake_rows(local, "processed", "orders")) == 6
+
+    # A null event id says nothing about sameness: both such records are kept.
+    rules = [r for r in loaded.pipeline.tables["orders"].rules if r.kind != "not_null"]
+    nullable = with_table(loaded.pipeline, "orders", rules=rules)
+    unkeyed = [json.dumps({**o, "order_id": None}).encode() for o in orders[:2]]
+    local = with_lake(settings, tmp_path / "null-id")
+    write_raw(spark, local, "orders", [*unkeyed, payloads[2], payloads[2]])
+    process(spark, local, nullable)
+    processed = lake_rows(local, "processed", "orders")
+    assert sorted(str(r["order_id"]) for r in processed) == sorted(
+        ["None", "None", orders[2]["order_id"]]
+    )
+    (metrics,) = lake_rows(local, "_meta", "batch_metrics")
+    assert (metrics["processed"], metrics["duplicates"]) == (3, 1)

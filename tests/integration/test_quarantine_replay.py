@@ -67,7 +67,10 @@ def test_replay_moves_fixed_records_once_even_after_a_crash_and_a_second_run(
         as_raw_rows(spark, quarantine, local.lake.table_path("raw", "orders")), fields
     )
     moved, _ = append_new_events(
-        writer, writer.processed_rows(checked.where("_error_kind IS NULL"), fields)
+        writer,
+        writer.processed_rows(checked.where("_error_kind IS NULL"), fields),
+        "replay-orders",
+        1,
     )
     assert moved == len(fixed_ids)
 
