@@ -98,6 +98,10 @@ def main(
     if latency is not None:
         report.limit("e2e_latency_p50_ms", latency.p50_ms, 1500)
         report.limit("e2e_latency_p99_ms", latency.p99_ms, 3000)
+    sustainable = report.run("e2e_latency_sustainable")
+    if sustainable is not None:
+        report.limit("e2e_latency_sustainable_p50_ms", sustainable.p50_ms, 1500)
+        report.limit("e2e_latency_sustainable_p99_ms", sustainable.p99_ms, 3000)
     json_path, md_path = report.write()
     print(md_path.read_text())
     print(f"written: {json_path} and {md_path}")
@@ -133,8 +137,32 @@ def run_kafka(env: figures.BenchEnv, report: Report, records: int, latency_secon
     )
     ingest = report.run("kafka_ingest_raw")
     assert ingest is not None
-    rate = ingest.records_per_s / 2
-    report.runs.append(step("e2e_latency", lambda: figures.e2e_latency(env, rate, latency_seconds)))
+    at_ingest = ingest.records_per_s / 2
+    report.runs.append(
+        step(
+            "e2e_latency",
+            lambda: figures.e2e_latency(
+                env, "e2e_latency", at_ingest, latency_seconds, "half the measured ingest rate"
+            ),
+        )
+    )
+    process = report.run("process_orders")
+    assert process is not None
+    # The rate exceeds what process-orders sustains here, so its latency measures
+    # a growing backlog; this run shows the latency of a pipeline that keeps up.
+    at_process = process.records_per_s / 2
+    report.runs.append(
+        step(
+            "e2e_latency_sustainable",
+            lambda: figures.e2e_latency(
+                env,
+                "e2e_latency_sustainable",
+                at_process,
+                latency_seconds,
+                "half the measured process rate",
+            ),
+        )
+    )
 
 
 def run_kinesis(env: figures.BenchEnv, report: Report, records: int) -> None:

@@ -189,17 +189,17 @@ def count_rows(spark: Any, path: str) -> int:
     return int(spark.read.format("delta").load(path).count())
 
 
-def e2e_latency(env: BenchEnv, rate: float, seconds: float) -> Run:
+def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str) -> Run:
     """Produce at ``rate`` while ingest-orders and process-orders run back to back; latency
     is from each record's Kafka timestamp (set by the producer) to the commit of the
     processed version that made it readable."""
-    topic = "bench-latency"
+    topic = f"bench-{name}".replace("_", "-")
     settings = env.settings.model_copy(
         update={
             "lake": env.settings.lake.model_copy(
                 update={
-                    "root": str(env.work / "latency" / "lake"),
-                    "checkpoint_root": str(env.work / "latency" / "checkpoints"),
+                    "root": str(env.work / "latency" / name / "lake"),
+                    "checkpoint_root": str(env.work / "latency" / name / "checkpoints"),
                 }
             )
         }
@@ -256,11 +256,11 @@ def e2e_latency(env: BenchEnv, rate: float, seconds: float) -> Run:
         raise failure[0]
     latencies = readable_latencies_ms(env.spark, settings, produced_from)
     return Run(
-        "e2e_latency",
+        name,
         len(latencies),
         seconds,
-        f"produce at {rate:,.0f}/s (half the measured ingest rate) with ingest-orders and "
-        "process-orders running back to back; producer timestamp -> readable in processed",
+        f"produce at {rate:,.0f}/s ({what}) with ingest-orders and process-orders running "
+        "back to back; producer timestamp -> readable in processed",
         p50_ms=percentile(latencies, 0.50),
         p99_ms=percentile(latencies, 0.99),
         extra={
