@@ -216,11 +216,11 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
     )
     load.send_all(env.broker, settings.bootstrap_servers, topic, warmup)
     # Warm both jobs (and create raw.orders, which the process job needs) before measuring.
-    for name in ("ingest-orders", "process-orders"):
+    for job_name in ("ingest-orders", "process-orders"):
         job = (
-            ingest_job(env.spark, name, pipeline, settings, env.aws, available_now=True)
-            if name.startswith("ingest")
-            else process_job(env.spark, name, pipeline, settings)
+            ingest_job(env.spark, job_name, pipeline, settings, env.aws, available_now=True)
+            if job_name.startswith("ingest")
+            else process_job(env.spark, job_name, pipeline, settings)
         )
         runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
     stop = runtime.StopSignal()

@@ -197,6 +197,8 @@ class ProcessBatchWriter:
     def __init__(self, spec: ProcessSpec, decoder: AvroDecoder | None = None) -> None:
         self.spec = spec
         self.decoder = decoder
+        # The latest event time in processed, the watermark's reference.
+        self.newest_seen: Any = None
         self.quarantine = IdempotentDeltaAppend(
             spec.quarantine_path, spec.job, checkpoint=spec.checkpoint
         )
@@ -405,20 +407,25 @@ class ProcessBatchWriter:
         from pyspark.sql import functions as F
 
         spec = self.spec
+        keys = list(spec.dedup_keys)
         if not table_exists(spark, spec.processed_path):
+            self.newest_seen = newest
             return batch, lower_bound(newest, spec.table.watermark)
         processed = spark.read.format("delta").load(spec.processed_path)
-        seen_max = processed.agg(
-            F.max(F.coalesce(spec.table.event_time or "_ingest_ts", "_ingest_ts"))
-        ).first()
-        candidates = [t for t in (newest, seen_max[0] if seen_max else None) if t is not None]
-        bound = lower_bound(max(candidates) if candidates else None, spec.table.watermark)
+        if self.newest_seen is None:
+            # Read from the table once per run; later batches add their own newest to it.
+            seen_max = processed.agg(F.max(self.time_column())).first()
+            self.newest_seen = seen_max[0] if seen_max else None
+        candidates = [t for t in (newest, self.newest_seen) if t is not None]
+        self.newest_seen = max(candidates) if candidates else None
+        bound = lower_bound(self.newest_seen, spec.table.watermark)
         if bound is None:
             return batch, None
-        recent = processed.where(F.col("event_date") >= F.to_date(F.lit(bound))).select(
-            *spec.dedup_keys
-        )
-        return batch.join(recent, on=list(spec.dedup_keys), how="left_anti"), bound
+        # The recent part of processed can be far bigger than the batch: it is only scanned,
+        # filtered by the batch's broadcast keys, and what matches is broadcast back.
+        recent = processed.where(F.col("event_date") >= F.to_date(F.lit(bound))).select(*keys)
+        seen = recent.join(F.broadcast(batch.select(*keys).distinct()), on=keys, how="left_semi")
+        return batch.join(F.broadcast(seen.distinct()), on=keys, how="left_anti"), bound
 
     # -- metrics ------------------------------------------------------------------------
 
