@@ -15,7 +15,9 @@ from streamlake.cli.context import cli_context
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
+from streamlake.local.resources import ResourceStatus
 from streamlake.local.stack import LocalStack, aws_endpoint
+from streamlake.local.stale_state import reset_lake_state, sources_created_anew
 from streamlake.produce.events import EventMix
 from streamlake.produce.runner import produce
 
@@ -79,8 +81,9 @@ def demo(
     aws = aws_endpoint(settings)
     started = time.monotonic()
     with console.status("starting the local stack"):
-        LocalStack(settings, pipeline).up()
+        status = LocalStack(settings, pipeline).up()
     console.print(f"local stack healthy ({time.monotonic() - started:.1f}s)")
+    reset_stale_state(console, pipeline, settings, status.resources)
     with console.status("starting Spark"):
         spark = build_spark_session(settings, app_name="streamlake-demo")
     try:
@@ -131,6 +134,22 @@ def demo(
     if any(line.accounted != line.added for line in lines):
         console.print("[red]processing did not account for every new raw record[/]")
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def reset_stale_state(
+    console: Console, pipeline: Pipeline, settings: Settings, resources: list[ResourceStatus]
+) -> None:
+    """Sources the stack created just now are empty: the lake state of the old ones goes."""
+    for source in sources_created_anew(pipeline, resources):
+        if settings.lake.root.startswith("s3"):
+            console.print(f"[yellow]{source} was created anew; its lake state on S3 is kept[/]")
+            continue
+        removed = reset_lake_state(pipeline, settings, source)
+        if removed:
+            console.print(
+                f"[yellow]{source} was created anew (the local server had lost it): "
+                f"reset its lake state ({len(removed)} tables, checkpoints and metrics)[/]"
+            )
 
 
 def table_rows(spark: SparkSession, path: str) -> int:
