@@ -21,6 +21,7 @@ from streaming.process import (
     avro_decoder,
     lower_bound,
     process_spec,
+    quarantine_counts,
     table_exists,
 )
 from streamlake.config.pipeline import Pipeline
@@ -78,16 +79,10 @@ def replay_quarantine(
     raw_like = as_raw_rows(spark, quarantine.toDF(), settings.lake.table_path("raw", table_name))
     checked = writer.check(raw_like, fields).localCheckpoint()
     examined = checked.count()
-    failing = {
-        row["_error_kind"]: int(row["count"])
-        for row in checked.where(F.col("_error_kind").isNotNull())
-        .groupBy("_error_kind")
-        .count()
-        .collect()
-    }
+    failing = quarantine_counts(checked)
     good = checked.where(F.col("_error_kind").isNull())
     passing = writer.processed_rows(good, [*fields, *writer.new_fields(good, fields)])
-    app_id = f"replay-{table_name}"
+    app_id = spec.job
     try:
         moved, duplicates = append_new_events(
             writer, passing, app_id, next_txn_version(spark, spec.processed_path, app_id, settings)

@@ -208,3 +208,21 @@ def kill_at_random_points(job: CliJob, rounds: int = 3, commit_timeout_s: float 
             time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
         finally:
             kill_hard(process)
+
+
+def run_process(
+    spark: Any, settings: Settings, pipeline: Pipeline, job: str = "process-orders"
+) -> None:
+    """Run a process job with --available-now on the shared SparkSession."""
+    from streaming import runtime
+    from streaming.process import process_job
+
+    stream_job = process_job(spark, job, pipeline, settings)
+    runtime.run([stream_job], runtime.RunMode(available_now=True), runtime.StopSignal())
+
+
+def with_table(pipeline: Pipeline, name: str, **changes: Any) -> Pipeline:
+    """``pipeline`` with fields of table ``name`` changed."""
+    tables = dict(pipeline.tables)
+    tables[name] = tables[name].model_copy(update=changes)
+    return pipeline.model_copy(update={"tables": tables})

@@ -12,24 +12,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from streaming import runtime
-from streaming.process import process_job
-from streamlake.config.pipeline import Pipeline
 from streamlake.produce.events import EventMix, events_for
-from tests.support import lake_rows, with_lake, write_raw
+from tests.support import lake_rows, with_lake, with_table, write_raw
+from tests.support import run_process as process
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
-
-
-def process(spark: Any, settings: Any, pipeline: Pipeline, job: str = "process-orders") -> None:
-    stream_job = process_job(spark, job, pipeline, settings)
-    runtime.run([stream_job], runtime.RunMode(available_now=True), runtime.StopSignal())
-
-
-def with_table(pipeline: Pipeline, name: str, **changes: Any) -> Pipeline:
-    tables = dict(pipeline.tables)
-    tables[name] = tables[name].model_copy(update=changes)
-    return pipeline.model_copy(update={"tables": tables})
 
 
 def test_every_raw_record_is_processed_quarantined_or_a_counted_duplicate(

@@ -19,14 +19,13 @@ from connectors.schema_registry import (
     GlueSchemaRegistry,
     frame_glue,
 )
-from streaming import runtime
-from streaming.process import process_job
 from streamlake.config.pipeline import AvroFormat, Pipeline
 from streamlake.config.settings import SchemaRegistrySettings
 from streamlake.local.stack import aws_endpoint
 from streamlake.produce.events import EventMix, events_for
 from tests.confluent_double import ConfluentDouble
-from tests.support import lake_rows, with_lake, write_raw
+from tests.support import lake_rows, with_lake, with_table, write_raw
+from tests.support import run_process as process
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -65,10 +64,8 @@ CHANNEL = {"name": "channel", "type": ["null", "string"], "default": None}
 ORDER_V2 = {**ORDER_V1, "fields": [*ORDER_V1["fields"], CHANNEL]}
 
 
-def avro_orders(pipeline: Pipeline, registry_name: str) -> Pipeline:
-    avro = AvroFormat(registry="glue", registry_name=registry_name, schema_name="orders")
-    table = pipeline.tables["orders"].model_copy(update={"format": "avro", "avro": avro})
-    return pipeline.model_copy(update={"tables": {**pipeline.tables, "orders": table}})
+def avro_orders(pipeline: Pipeline, avro: AvroFormat) -> Pipeline:
+    return with_table(pipeline, "orders", format="avro", avro=avro)
 
 
 def as_avro_record(order: dict[str, Any]) -> dict[str, Any]:
@@ -80,11 +77,6 @@ def as_avro_record(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def process(spark: Any, settings: Any, pipeline: Pipeline) -> None:
-    job = process_job(spark, "process-orders", pipeline, settings)
-    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
-
-
 def test_avro_with_a_schema_change_mid_stream(
     spark: Any, settings: Any, loaded: Any, tmp_path: Path
 ) -> None:
@@ -94,7 +86,10 @@ def test_avro_with_a_schema_change_mid_stream(
     registry.ensure_registry()
     v1 = AvroSerializer(registry, "orders", ORDER_V1)
     v2 = AvroSerializer(registry, "orders", ORDER_V2)
-    pipeline = avro_orders(loaded.pipeline, registry_name)
+    pipeline = avro_orders(
+        loaded.pipeline,
+        AvroFormat(registry="glue", registry_name=registry_name, schema_name="orders"),
+    )
     orders = [json.loads(e.payload) for e in events_for("orders", EventMix(60, seed=21))]
     first, second = orders[:30], orders[30:]
     for i, order in enumerate(second):
@@ -147,10 +142,8 @@ def test_avro_in_the_confluent_wire_format(
     registry = ConfluentSchemaRegistry(confluent_double.url)
     v1 = AvroSerializer(registry, "orders-value", ORDER_V1)
     v2 = AvroSerializer(registry, "orders-value", ORDER_V2)
-    avro = AvroFormat(registry="confluent", schema_name="orders-value")
-    table = loaded.pipeline.tables["orders"].model_copy(update={"format": "avro", "avro": avro})
-    pipeline = loaded.pipeline.model_copy(
-        update={"tables": {**loaded.pipeline.tables, "orders": table}}
+    pipeline = avro_orders(
+        loaded.pipeline, AvroFormat(registry="confluent", schema_name="orders-value")
     )
     orders = [json.loads(e.payload) for e in events_for("orders", EventMix(20, seed=4))]
     for order in orders[10:]:

@@ -10,25 +10,22 @@ from typing import Any
 import pytest
 
 from batch.quarantine_replay import append_new_events, as_raw_rows, replay_quarantine
-from streaming import runtime
-from streaming.process import ProcessBatchWriter, process_job, process_spec
+from streaming.process import ProcessBatchWriter, process_spec
 from streamlake.config.pipeline import Pipeline, Rule
 from streamlake.produce.events import EventMix, events_for
-from tests.support import lake_rows, with_lake, write_raw
+from tests.support import lake_rows, run_process, with_lake, with_table, write_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
 
 def with_currencies(pipeline: Pipeline, currencies: list[str]) -> Pipeline:
-    table = pipeline.tables["orders"]
     rules = [
         Rule(name=r.name, kind=r.kind, column=r.column, values=currencies)
         if r.name == "currency_known"
         else r
-        for r in table.rules
+        for r in pipeline.tables["orders"].rules
     ]
-    tables = {**pipeline.tables, "orders": table.model_copy(update={"rules": rules})}
-    return pipeline.model_copy(update={"tables": tables})
+    return with_table(pipeline, "orders", rules=rules)
 
 
 def order_ids(rows: list[dict[str, Any]]) -> list[str]:
@@ -46,8 +43,7 @@ def test_replay_moves_fixed_records_once_even_after_a_crash_and_a_second_run(
     strict = with_currencies(loaded.pipeline, ["EUR", "USD"])
     events = list(events_for("orders", EventMix(300, bad_ratio=0.1, duplicate_ratio=0.1, seed=3)))
     write_raw(spark, local, "orders", [e.payload for e in events])
-    job = process_job(spark, "process-orders", strict, local)
-    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
+    run_process(spark, local, strict)
 
     before = quarantined_positions(local)
     rejected = {p for p, rule in before.items() if rule == "currency_known"}
@@ -101,8 +97,7 @@ def test_replay_without_a_fix_moves_nothing(
     local = with_lake(settings, tmp_path)
     events = list(events_for("orders", EventMix(80, bad_ratio=0.25, seed=8)))
     write_raw(spark, local, "orders", [e.payload for e in events])
-    job = process_job(spark, "process-orders", loaded.pipeline, local)
-    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
+    run_process(spark, local, loaded.pipeline)
     before = quarantined_positions(local)
     processed_before = order_ids(lake_rows(local, "processed", "orders"))
 
