@@ -15,19 +15,23 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from streaming.process import (
-    PROCESSED_COORDINATES,
-    ProcessBatchWriter,
-    avro_decoder,
-    lower_bound,
-    process_spec,
-    quarantine_counts,
-    table_exists,
-)
+from streaming.transforms.avro import avro_decoder
+from streaming.transforms.check import check, passed, quarantine_counts
+from streaming.transforms.dedup import first_of_each_event, lower_bound, with_late_flag
+from streaming.transforms.drift import known_fields, new_fields
+from streaming.transforms.shape import processed_rows
+from streaming.transforms.spec import TableSpec
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import JobError, UsageError
-from streamlake.lake import open_delta_table
+from streamlake.lake.delta_rs import last_transaction_version
+from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table
+from streamlake.lake.tables import (
+    PROCESSED_COORDINATES,
+    PROCESSED_PARTITION,
+    SOURCE_COORDINATES,
+    as_processed_coordinates,
+)
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -35,7 +39,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COORDINATES = ("source", "stream", "partition", "position")
+
+def replay_app_id(table: str) -> str:
+    """The transaction app id of a table's replays in processed."""
+    return f"replay-{table}"
 
 
 @dataclass(frozen=True)
@@ -63,30 +70,33 @@ def replay_quarantine(
 ) -> ReplayResult:
     """Move the quarantined records of ``table_name`` that now pass into processed."""
     from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
     if table_name not in pipeline.tables:
         raise UsageError(
             f"no table named {table_name!r}", f"tables: {', '.join(sorted(pipeline.tables))}"
         )
-    spec = process_spec(spark, table_name, pipeline, settings, f"replay-{table_name}", None)
-    if not table_exists(spark, spec.quarantine_path):
+    lake = settings.lake
+    quarantine_path = lake.table_path("quarantine", table_name)
+    if read_table(spark, quarantine_path) is None:
         return ReplayResult(table_name, 0, 0, 0)
-    quarantine = DeltaTable.forPath(spark, spec.quarantine_path)
+    quarantine = DeltaTable.forPath(spark, quarantine_path)
     version = int(quarantine.history(1).select("version").first()[0])  # type: ignore[index]
-    writer = ProcessBatchWriter(spec, avro_decoder(spec.table, settings))
-    fields = writer.known_fields(spark)
-    raw_like = as_raw_rows(spark, quarantine.toDF(), settings.lake.table_path("raw", table_name))
-    checked = writer.check(raw_like, fields).localCheckpoint()
+    spec = TableSpec.of(spark, table_name, pipeline.tables[table_name])
+    processed_path = lake.table_path("processed", table_name)
+    processed = read_table(spark, processed_path)
+    fields = known_fields(spec, None if processed is None else processed.schema)
+    raw_like = as_raw_rows(spark, quarantine.toDF(), lake.table_path("raw", table_name))
+    decoder = avro_decoder(spec.table, settings)
+    checked = check(raw_like, spec, fields, decoder).localCheckpoint()
     examined = checked.count()
     failing = quarantine_counts(checked)
-    good = checked.where(F.col("_error_kind").isNull())
-    passing = writer.processed_rows(good, [*fields, *writer.new_fields(good, fields)])
-    app_id = spec.job
+    good = passed(checked)
+    passing = processed_rows(good, spec, [*fields, *new_fields(good, spec, fields)])
+    app_id = replay_app_id(table_name)
+    target = IdempotentDeltaAppend(processed_path, app_id, (PROCESSED_PARTITION,))
+    txn_version = (last_transaction_version(processed_path, settings, app_id) or 0) + 1
     try:
-        moved, duplicates = append_new_events(
-            writer, passing, app_id, next_txn_version(spark, spec.processed_path, app_id, settings)
-        )
+        moved, duplicates = append_new_events(spec, target, passing, txn_version)
     except Exception as exc:
         if "ConcurrentTransaction" not in str(exc):
             raise
@@ -96,7 +106,7 @@ def replay_quarantine(
             job=app_id,
             retryable=True,
         ) from exc
-    delete_held_by_processed(quarantine, writer, checked, passing)
+    delete_held_by_processed(quarantine, spec, processed_path, checked, passing)
     result = ReplayResult(table_name, examined, moved, duplicates, failing, version)
     log.info(
         "replay of quarantine.%s (version %s): %s examined, %s moved to processed, "
@@ -118,10 +128,11 @@ def as_raw_rows(spark: SparkSession, quarantined: DataFrame, raw_path: str) -> D
     record is still there, else the quarantine time stands in for it."""
     from pyspark.sql import functions as F
 
-    rows = quarantined.select("payload", *COORDINATES, "key", "quarantined_at")
-    if table_exists(spark, raw_path):
-        raw = spark.read.format("delta").load(raw_path).select(*COORDINATES, "ingest_ts")
-        rows = rows.join(raw, on=list(COORDINATES), how="left")
+    rows = quarantined.select("payload", *SOURCE_COORDINATES, "key", "quarantined_at")
+    raw = read_table(spark, raw_path)
+    if raw is not None:
+        ingested = raw.select(*SOURCE_COORDINATES, "ingest_ts")
+        rows = rows.join(ingested, on=list(SOURCE_COORDINATES), how="left")
     else:
         rows = rows.withColumn("ingest_ts", F.lit(None).cast("timestamp"))
     return rows.withColumn("ingest_ts", F.coalesce("ingest_ts", "quarantined_at")).drop(
@@ -129,23 +140,15 @@ def as_raw_rows(spark: SparkSession, quarantined: DataFrame, raw_path: str) -> D
     )
 
 
-def next_txn_version(spark: SparkSession, path: str, app_id: str, settings: Settings) -> int:
-    """One more than the last version ``app_id`` committed to the table at ``path``."""
-    if not table_exists(spark, path):
-        return 1
-    last = open_delta_table(path, settings).transaction_version(app_id)
-    return (last or 0) + 1
-
-
 def as_quarantine_coordinates(rows: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
-    pairs = zip(PROCESSED_COORDINATES, COORDINATES, strict=True)
-    return rows.select(*[F.col(p).alias(c) for p, c in pairs])
+    pairs = as_processed_coordinates().items()
+    return rows.select(*[F.col(processed).alias(raw) for raw, processed in pairs])
 
 
 def append_new_events(
-    writer: ProcessBatchWriter, passing: DataFrame, app_id: str, txn_version: int
+    spec: TableSpec, target: IdempotentDeltaAppend, passing: DataFrame, txn_version: int
 ) -> tuple[int, int]:
     """Append the passing rows that processed lacks; (rows appended, duplicates dropped).
 
@@ -153,56 +156,45 @@ def append_new_events(
     replay: it is neither appended nor counted as a duplicate."""
     from pyspark.sql import functions as F
 
-    spec = writer.spec
-    spark = passing.sparkSession
-    if table_exists(spark, spec.processed_path):
-        processed = spark.read.format("delta").load(spec.processed_path)
+    processed = read_table(passing.sparkSession, target.path)
+    if processed is not None:
         pending = passing.join(
             processed.select(*PROCESSED_COORDINATES),
             on=list(PROCESSED_COORDINATES),
             how="left_anti",
         )
-        seen_keys = processed.select(*spec.dedup_keys)
-        newest = processed.agg(F.max(writer.time_column())).first()
+        newest = processed.agg(F.max(spec.time_column())).first()
         late_from = lower_bound(newest[0] if newest else None, spec.table.watermark)
     else:
-        pending, seen_keys, late_from = passing, None, None
+        pending, late_from = passing, None
     pending = pending.localCheckpoint()
-    unique = writer.first_of_each_event(pending)
-    if seen_keys is not None:
-        unique = unique.join(seen_keys.distinct(), on=list(spec.dedup_keys), how="left_anti")
-    unique = unique.withColumn(
-        "_late", F.coalesce(writer.time_column() < F.lit(late_from), F.lit(False))
-    ).localCheckpoint()
+    unique = first_of_each_event(pending, spec.dedup_keys)
+    if processed is not None:
+        seen_keys = processed.select(*spec.dedup_keys).distinct()
+        unique = unique.join(seen_keys, on=list(spec.dedup_keys), how="left_anti")
+    unique = with_late_flag(unique, spec, late_from).localCheckpoint()
     moved = unique.count()
     if moved:
-        write = (
-            unique.write.format("delta")
-            .mode("append")
-            .partitionBy("event_date")
-            .option("txnAppId", app_id)
-            .option("txnVersion", txn_version)
-        )
-        if spec.table.drift == "evolve":
-            write = write.option("mergeSchema", "true")
-        write.save(spec.processed_path)
+        target.write(unique, txn_version, merge_schema=spec.table.drift == "evolve")
     return moved, pending.count() - moved
 
 
 def delete_held_by_processed(
-    quarantine: DeltaTable, writer: ProcessBatchWriter, checked: DataFrame, passing: DataFrame
+    quarantine: DeltaTable,
+    spec: TableSpec,
+    processed_path: str,
+    checked: DataFrame,
+    passing: DataFrame,
 ) -> None:
     """Delete from quarantine what processed now holds: any record whose coordinates are
     there (whatever it checks as today), and any record that passed whose event is there."""
     from pyspark.sql import functions as F
 
-    spec = writer.spec
-    spark = checked.sparkSession
-    if not table_exists(spark, spec.processed_path):
+    processed = read_table(checked.sparkSession, processed_path)
+    if processed is None:
         return
-    processed = spark.read.format("delta").load(spec.processed_path)
-    moved = checked.select(*COORDINATES).join(
-        as_quarantine_coordinates(processed), on=list(COORDINATES), how="left_semi"
+    moved = checked.select(*SOURCE_COORDINATES).join(
+        as_quarantine_coordinates(processed), on=list(SOURCE_COORDINATES), how="left_semi"
     )
     seen_events = processed.select(*spec.dedup_keys).distinct()
     duplicates = as_quarantine_coordinates(
@@ -211,6 +203,6 @@ def delete_held_by_processed(
     # Renamed: the rows come from the quarantine table itself, and MERGE cannot resolve a
     # source whose columns are the target's own.
     held = moved.unionByName(duplicates).distinct()
-    held = held.select(*[F.col(c).alias(f"held_{c}") for c in COORDINATES])
-    condition = " AND ".join(f"q.{c} = held_{c}" for c in COORDINATES)
+    held = held.select(*[F.col(c).alias(f"held_{c}") for c in SOURCE_COORDINATES])
+    condition = " AND ".join(f"q.{c} = held_{c}" for c in SOURCE_COORDINATES)
     quarantine.alias("q").merge(held, condition).whenMatchedDelete().execute()

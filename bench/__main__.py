@@ -21,8 +21,9 @@ import typer
 
 from bench import figures
 from bench.results import Report
+from connectors.aws import aws_endpoint
 from streamlake.config import load_config
-from streamlake.local.stack import LocalStack, aws_endpoint
+from streamlake.local.stack import LocalStack
 from streamlake.logs import setup_logging
 from streamlake.paths import checkout_root
 

@@ -25,6 +25,7 @@ from streaming.ingest import ingest_job
 from streaming.process import process_job
 from streamlake.config.pipeline import KafkaSource, KinesisSource, Pipeline
 from streamlake.config.settings import Settings
+from streamlake.lake.spark_delta import row_count
 from streamlake.local.kafka_broker import KafkaBroker
 from streamlake.produce.events import click
 
@@ -174,19 +175,11 @@ def process_raw(env: BenchEnv, name: str, job: str, pipeline: Pipeline, records:
     seconds = time.monotonic() - started
     table = pipeline.jobs[job].table
     assert table is not None
-    processed = count_rows(env.spark, env.settings.lake.table_path("processed", table))
-    quarantined = count_rows(env.spark, env.settings.lake.table_path("quarantine", table))
+    processed = row_count(env.spark, env.settings.lake.table_path("processed", table))
+    quarantined = row_count(env.spark, env.settings.lake.table_path("quarantine", table))
     # Distinct, valid orders: every record must come out as a processed row.
     assert processed == records, f"{job}: {processed} processed, {quarantined} quarantined"
     return Run(name, processed, seconds, f"streamlake stream run {job} --available-now")
-
-
-def count_rows(spark: Any, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, path):
-        return 0
-    return int(spark.read.format("delta").load(path).count())
 
 
 def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str) -> Run:
@@ -244,7 +237,7 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
     produced_in = time.monotonic() - producing
     processed_path = settings.lake.table_path("processed", "orders")
     deadline = time.monotonic() + max(600.0, 10 * seconds)
-    while count_rows(env.spark, processed_path) < warmup + sent and not failure:
+    while row_count(env.spark, processed_path) < warmup + sent and not failure:
         if time.monotonic() > deadline:
             stop.request("bench deadline")
             runner.join()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config as BotoConfig
+
+if TYPE_CHECKING:
+    from streamlake.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,16 @@ class AwsEndpoint:
             access_key_id=options.get("access_key_id"),
             secret_access_key=options.get("secret_access_key"),
         )
+
+
+def aws_endpoint(settings: Settings) -> AwsEndpoint:
+    """The endpoint an environment's ``aws`` settings name."""
+    aws = settings.aws
+    return AwsEndpoint(
+        region=aws.region,
+        endpoint_url=aws.endpoint_url,
+        access_key_id=aws.access_key_id.get_secret_value() if aws.access_key_id else None,
+        secret_access_key=(
+            aws.secret_access_key.get_secret_value() if aws.secret_access_key else None
+        ),
+    )

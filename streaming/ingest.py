@@ -1,25 +1,19 @@
-"""The ingest jobs: a source stream to raw.<table>, exactly once."""
+"""The ingest jobs: a source stream to raw.<table>, exactly once (each micro-batch one
+idempotent Delta append, see ``streamlake.lake.spark_delta``)."""
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connectors.aws import AwsEndpoint
-from connectors.kafka.source import KafkaStreamOptions, data_loss_from, read_kafka_stream
-from connectors.shard_stream import errors as shard_errors
-from streaming.delta_writer import IdempotentDeltaAppend, RawBatchWriter
-from streaming.runtime import ErrorTranslator, StreamJob
-from streamlake.config.pipeline import (
-    DynamoDbSource,
-    KafkaSource,
-    KinesisSource,
-    Pipeline,
-    Source,
-    Table,
-)
+from connectors.registry import source_kind
+from streaming.runtime import StreamJob
+from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
-from streamlake.errors import StreamlakeError, UsageError
+from streamlake.errors import UsageError
+from streamlake.lake.spark_delta import IdempotentDeltaAppend
+from streamlake.lake.tables import RAW
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,11 +33,13 @@ def ingest_job(
     table = pipeline.tables[job.table]
     source = pipeline.sources[table.source]
     checkpoint = settings.lake.checkpoint_path(name)
-    frame, translate = source_stream(spark, source, table, settings, aws, checkpoint, available_now)
+    frame, translate = source_kind(source).open_stream(
+        spark, source, table, settings, aws, checkpoint, available_now
+    )
     target = IdempotentDeltaAppend(
         settings.lake.table_path("raw", job.table),
         app_id=name,
-        partition_by=("ingest_date",),
+        partition_by=RAW.partition_by,
         checkpoint=checkpoint,
     )
     return StreamJob(
@@ -56,57 +52,16 @@ def ingest_job(
     )
 
 
-def source_stream(
-    spark: SparkSession,
-    source: Source,
-    table: Table,
-    settings: Settings,
-    aws: AwsEndpoint,
-    checkpoint: str,
-    available_now: bool,
-) -> tuple[DataFrame, ErrorTranslator]:
-    """The source as raw-layer rows, and how to read its failures."""
-    if isinstance(source, KafkaSource):
-        options = KafkaStreamOptions(
-            bootstrap_servers=settings.bootstrap_servers,
-            topic=source.topic,
-            starting_offsets=source.starting_offsets,
-            max_offsets_per_trigger=source.max_offsets_per_trigger,
-            fail_on_data_loss=not table.accept_data_loss,
-            security_protocol=settings.kafka.security_protocol,
-            sasl_mechanism=settings.kafka.sasl_mechanism,
-            client_options=dict(settings.kafka.options),
+@dataclass(frozen=True)
+class RawBatchWriter:
+    """foreachBatch function of the ingest jobs: stamps ingest time, appends to raw.<t>."""
+
+    target: IdempotentDeltaAppend
+
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        stamped = frame.withColumn("ingest_ts", F.current_timestamp()).withColumn(
+            "ingest_date", F.to_date("ingest_ts")
         )
-        return read_kafka_stream(spark, options), partial(kafka_loss, source.topic)
-    if isinstance(source, KinesisSource):
-        from connectors.kinesis.source import read_kinesis_stream
-
-        frame = read_kinesis_stream(
-            spark,
-            aws,
-            source.stream,
-            checkpoint=checkpoint,
-            starting_position=source.starting_position,
-            accept_data_loss=table.accept_data_loss,
-            max_records_per_shard=source.max_records_per_trigger,
-            # Available-now runs are one batch: it must take everything there is.
-            drain=available_now,
-        )
-        return frame, shard_errors.translate
-    if isinstance(source, DynamoDbSource):
-        from connectors.dynamodb_streams.source import read_dynamodb_stream
-
-        frame = read_dynamodb_stream(
-            spark,
-            aws,
-            source.table,
-            checkpoint=checkpoint,
-            accept_data_loss=table.accept_data_loss,
-            drain=available_now,
-        )
-        return frame, shard_errors.translate
-    raise UsageError(f"ingest from a {source.kind} source is not available yet")
-
-
-def kafka_loss(topic: str, message: str) -> StreamlakeError | None:
-    return data_loss_from(message, topic)
+        self.target.write(stamped.select(*RAW.names), batch_id)

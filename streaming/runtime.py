@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from connectors.base import ErrorTranslator
 from streamlake.errors import JobError, StreamlakeError
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ErrorTranslator = Callable[[str], StreamlakeError | None]
+# Restarts of one query within one run, for failures its source calls retryable.
+MAX_RESTARTS = 1
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,18 @@ class Running:
     query: StreamingQuery
     last_batch: int | None = None
     last_data_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+
+    def restart_after(self, failure: StreamlakeError, mode: RunMode) -> bool:
+        """Start the query again from its checkpoint if ``failure`` is retryable and this
+        run has not restarted it yet; one restart, so a failure that repeats still stops."""
+        if not failure.retryable or self.restarts >= MAX_RESTARTS:
+            return False
+        self.restarts += 1
+        log.warning("job %s: %s; restarting it from its checkpoint", self.job.name, failure)
+        self.query = start(self.job, mode)
+        self.last_batch = None
+        return True
 
     def note_progress(self) -> None:
         """Idle time counts from the last batch that had rows, and not while one runs."""
@@ -117,7 +131,9 @@ def run(jobs: list[StreamJob], mode: RunMode, stop: StopSignal) -> None:
     try:
         while True:
             for item in running:
-                raise_if_failed(item.job, item.query)
+                failure = failure_of(item.job, item.query)
+                if failure is not None and not item.restart_after(failure, mode):
+                    raise failure
                 item.note_progress()
             active = [item for item in running if item.query.isActive]
             if not active:
@@ -168,12 +184,34 @@ def last_batch_id(query: StreamingQuery) -> int:
 
 
 def raise_if_failed(job: StreamJob, query: StreamingQuery) -> None:
+    failure = failure_of(job, query)
+    if failure is not None:
+        raise failure
+
+
+def failure_of(job: StreamJob, query: StreamingQuery) -> StreamlakeError | None:
+    """Why ``query`` stopped, as the source's own error where it recognises the failure."""
     failure = query.exception()
     if failure is None:
-        return
-    message = str(failure.desc if hasattr(failure, "desc") else failure)
-    translated = job.translate_error(message)
+        return None
+    translated = job.translate_error(failure_text(failure))
     if translated is not None:
-        raise translated
+        return translated
+    message = str(getattr(failure, "_desc", None) or failure)
     first_line = message.strip().splitlines()[0] if message.strip() else repr(failure)
-    raise JobError(first_line[:500], "rerun with --debug for Spark's full error", job=job.name)
+    return JobError(first_line[:500], "rerun with --debug for Spark's full error", job=job.name)
+
+
+def failure_text(failure: BaseException) -> str:
+    """The failure's messages and JVM stack traces, its causes' included: some failures are
+    known only by the class that threw them. (pyspark keeps the JVM side of a captured
+    exception in ``_desc``, ``_stackTrace`` and ``_cause`` only.)"""
+    parts: list[str] = []
+    current: BaseException | None = failure
+    for _depth in range(10):
+        if current is None:
+            break
+        parts.append(str(getattr(current, "_desc", None) or current))
+        parts.append(str(getattr(current, "_stackTrace", None) or ""))
+        current = getattr(current, "_cause", None) or current.__cause__
+    return "\n".join(part for part in parts if part)

@@ -19,7 +19,8 @@ import yaml
 
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import LakeSettings, Settings
-from streamlake.lake import open_delta_table
+from streamlake.lake.delta_rs import read_rows
+from streamlake.lake.tables import RAW
 from streamlake.paths import checkout_root
 
 T = TypeVar("T")
@@ -51,10 +52,7 @@ def write_config_dir(directory: Path, pipeline: Pipeline, local_yaml: Path) -> P
 
 
 def raw_rows(settings: Settings, table: str = "events") -> list[dict[str, Any]]:
-    path = settings.lake.table_path("raw", table)
-    if not Path(path, "_delta_log").is_dir():
-        return []
-    return open_delta_table(path, settings).to_pyarrow_table().to_pylist()
+    return lake_rows(settings, "raw", table)
 
 
 def coordinates(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
@@ -141,10 +139,7 @@ def write_raw(
         (p, "kafka", stream, partition, str(first_position + i), f"k{i}", now, now, now.date())
         for i, p in enumerate(payloads)
     ]
-    schema = (
-        "payload BINARY, source STRING, stream STRING, partition STRING, position STRING, "
-        "key STRING, event_ts TIMESTAMP, ingest_ts TIMESTAMP, ingest_date DATE"
-    )
+    schema = RAW.ddl
     size = max(1, -(-len(rows) // commits))
     for start in range(0, len(rows), size):
         frame = spark.createDataFrame(rows[start : start + size], schema)
@@ -154,10 +149,8 @@ def write_raw(
 
 
 def lake_rows(settings: Settings, layer: str, table: str) -> list[dict[str, Any]]:
-    path = settings.lake.table_path(layer, table)
-    if not Path(path, "_delta_log").is_dir():
-        return []
-    return open_delta_table(path, settings).to_pyarrow_table().to_pylist()
+    rows = read_rows(settings.lake.table_path(layer, table), settings)
+    return [] if rows is None else rows.to_pylist()
 
 
 @dataclass(frozen=True)
@@ -198,16 +191,32 @@ def cli_job(
     )
 
 
-def kill_at_random_points(job: CliJob, rounds: int = 3, commit_timeout_s: float = 120) -> None:
-    """Start the job, let it commit a batch, SIGKILL it a random moment later; repeat."""
-    rng = random.Random()
-    for _round in range(rounds):
+def kill_at_random_points(
+    job: CliJob, rounds: int = 3, commit_timeout_s: float = 120, seed: int | None = None
+) -> None:
+    """Start the job and SIGKILL it at a random moment: first while it may still be starting
+    (before its first commit), then ``rounds`` times a random moment after a commit, mid-batch
+    or between batches. The kill points come from ``seed``, printed and named on failure so
+    that a failing run can be repeated."""
+    seed = random.randrange(2**32) if seed is None else seed
+    print(f"kill points of {job.name} drawn from seed {seed}")
+    rng = random.Random(seed)
+    try:
         process = job.start()
         try:
-            wait_for_next_commit(job.checkpoint, commit_timeout_s)
-            time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
+            time.sleep(rng.uniform(0.5, 6.0))  # a random kill point, not synchronisation
         finally:
             kill_hard(process)
+        for _round in range(rounds):
+            process = job.start()
+            try:
+                wait_for_next_commit(job.checkpoint, commit_timeout_s)
+                time.sleep(rng.uniform(0.0, 2.0))  # a random kill point, mid-batch or between
+            finally:
+                kill_hard(process)
+    except BaseException as failure:
+        failure.add_note(f"kill points of {job.name} were drawn from seed {seed}")
+        raise
 
 
 def run_process(

@@ -31,6 +31,15 @@ def existing_topics(bootstrap_servers: str) -> dict[str, int]:
         admin.close()
 
 
+def topic_exists(bootstrap_servers: str, name: str) -> bool:
+    return name in existing_topics(bootstrap_servers)
+
+
+def ensure_topic(bootstrap_servers: str, spec: TopicSpec) -> bool:
+    """Create the topic if it does not exist; True if created."""
+    return bool(ensure_topics(bootstrap_servers, [spec]))
+
+
 def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     from kafka import KafkaAdminClient

@@ -3,7 +3,8 @@
 Delivery: exactly-once into the raw table when paired with the idempotent batch writer:
 Spark records each batch's offset range in the checkpoint before running it, and a replayed
 batch reads the same range. ``failOnDataLoss`` is on unless the table accepts data loss,
-so offsets lost to retention stop the job (see ``data_loss_from``).
+so offsets lost to retention stop the job (see ``data_loss_from``). A replayed batch after a
+crash trips a Spark bug that ``failure_from`` recognises as retryable (restart once).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from streamlake.errors import DataLossError
+from streamlake.errors import DataLossError, StreamlakeError
+from streamlake.lake.tables import SOURCE_RECORD
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -59,15 +61,17 @@ def read_kafka_stream(spark: SparkSession, options: KafkaStreamOptions) -> DataF
     from pyspark.sql import functions as F
 
     frame = spark.readStream.format("kafka").options(**options.spark_options()).load()
-    return frame.select(
-        F.col("value").alias("payload"),
-        F.lit("kafka").alias("source"),
-        F.col("topic").alias("stream"),
-        F.col("partition").cast("string").alias("partition"),
-        F.col("offset").cast("string").alias("position"),
-        F.col("key").cast("string").alias("key"),
-        F.col("timestamp").alias("event_ts"),
+    columns = (
+        F.col("value"),
+        F.lit("kafka"),
+        F.col("topic"),
+        F.col("partition").cast("string"),
+        F.col("offset").cast("string"),
+        F.col("key").cast("string"),
+        F.col("timestamp"),
     )
+    named = zip(columns, SOURCE_RECORD.names, strict=True)
+    return frame.select(*[column.alias(name) for column, name in named])
 
 
 # Spark's KAFKA_DATA_LOSS messages, most specific first.
@@ -82,6 +86,28 @@ _LOSS_PATTERNS = (
     re.compile(r"Partition (?P<tp>\S+) offset was changed from (?P<start>\d+) to (?P<end>\d+)"),
     re.compile(r"Cannot fetch offset (?P<start>\d+) \(.*TopicPartition: (?P<tp>[^)\s]+)"),
 )
+
+
+def failure_from(message: str, topic: str) -> StreamlakeError | None:
+    """The job error Spark's Kafka failure ``message`` stands for, if it is one we know."""
+    return data_loss_from(message, topic) or replayed_batch_metrics_bug(message, topic)
+
+
+def replayed_batch_metrics_bug(message: str, topic: str) -> StreamlakeError | None:
+    """Spark 4.1's Kafka source fails the first batch after a restart that it replays from
+    its offset log (SPARK-55271): the batch is written and committed, then reporting its
+    metrics throws a NullPointerException, because the replay never asked the broker for the
+    latest offsets. Retryable: the next start finds the batch committed and goes on."""
+    if "NullPointerException" not in message or "KafkaMicroBatchStream" not in message:
+        return None
+    if ".metrics(" not in message:
+        return None
+    return StreamlakeError(
+        f"Spark's Kafka source failed reporting metrics of a replayed batch of {topic} "
+        "(SPARK-55271)",
+        "a restart from the checkpoint goes on; nothing was lost or written twice",
+        retryable=True,
+    )
 
 
 def data_loss_from(message: str, topic: str) -> DataLossError | None:

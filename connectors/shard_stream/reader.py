@@ -29,6 +29,7 @@ from connectors.shard_stream.calls import PacedCaller, error_code
 from connectors.shard_stream.checkpoint import last_logged_offset
 from connectors.shard_stream.errors import data_loss
 from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, StreamOffset, sequence_key
+from streamlake.lake.tables import SOURCE_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +225,7 @@ class ShardStreamReader(DataSourceStreamReader):
         cap = self.settings.max_records_per_shard
         budget = self.settings.probe_budget_s
         deadline = None if budget is None else time.monotonic() + budget
-        while iterator is not None:
-            try:
-                page = self.caller.call(
-                    shard_id, self.api.get_records, iterator, self.settings.page_limit
-                )
-            except Exception as exc:
-                if error_code(exc) != "ExpiredIteratorException":
-                    raise
-                iterator = self._iterator(shard_id, last, state.initial)
-                continue
+        for page in self._pages(shard_id, iterator, state.after, state.initial):
             if page.records:
                 last = self.api.sequence_of(page.records[-1])
                 count += len(page.records)
@@ -253,6 +245,27 @@ class ShardStreamReader(DataSourceStreamReader):
         if count:
             log.debug("probe %s: %s new records up to %s", shard_id, count, last)
         return new_state
+
+    def _pages(
+        self, shard_id: str, iterator: str | None, after: str | None, initial: str
+    ) -> Iterator[Page]:
+        """GetRecords pages from ``iterator`` to the end of a closed shard (or until the caller
+        stops); an expired iterator is renewed after the last record already given."""
+        last = after
+        while iterator is not None:
+            try:
+                page = self.caller.call(
+                    shard_id, self.api.get_records, iterator, self.settings.page_limit
+                )
+            except Exception as exc:
+                if error_code(exc) != "ExpiredIteratorException":
+                    raise
+                iterator = self._iterator(shard_id, last, initial)
+                continue
+            if page.records:
+                last = self.api.sequence_of(page.records[-1])
+            yield page
+            iterator = page.next_iterator
 
     def _at_tip(self, page: Page) -> bool:
         """Whether the page reached the shard's newest record when it was read.
@@ -302,7 +315,7 @@ class ShardStreamReader(DataSourceStreamReader):
         import pyarrow as pa
 
         assert isinstance(partition, ShardRange)
-        names = ["payload", "source", "stream", "partition", "position", "key", "event_ts"]
+        names = list(SOURCE_RECORD.names)
         for records in self._read_range(partition):
             columns = [
                 [r.payload for r in records],
@@ -328,20 +341,9 @@ class ShardStreamReader(DataSourceStreamReader):
     def _read_range(self, part: ShardRange) -> Iterator[list[SourceRecord]]:
         end_key = sequence_key(part.end)
         last = part.after
-        iterator: str | None = self._iterator(part.shard_id, part.after, part.initial)
         empty = 0
-        while True:
-            if iterator is None:
-                break
-            try:
-                page = self.caller.call(
-                    part.shard_id, self.api.get_records, iterator, self.settings.page_limit
-                )
-            except Exception as exc:
-                if error_code(exc) != "ExpiredIteratorException":
-                    raise
-                iterator = self._iterator(part.shard_id, last, part.initial)
-                continue
+        first = self._iterator(part.shard_id, part.after, part.initial)
+        for page in self._pages(part.shard_id, first, part.after, part.initial):
             rows: list[SourceRecord] = []
             done = False
             for record in page.records:
@@ -367,7 +369,6 @@ class ShardStreamReader(DataSourceStreamReader):
             empty = empty + 1 if at_tip else 0
             if empty >= MAX_EMPTY_PAGES:
                 break
-            iterator = page.next_iterator
         self._lost(part, last, f"the shard ended before the batch's end {part.end}")
 
     def _lost(self, part: ShardRange, last: str | None, why: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from connectors.registry import check_pipeline
 from streamlake.config import LoadedConfig, load_config
 
 
@@ -22,7 +23,9 @@ class CliContext:
 
     def config(self) -> LoadedConfig:
         if self._loaded is None:
-            self._loaded = load_config(self.env, self.config_path, environ=os.environ)
+            loaded = load_config(self.env, self.config_path, environ=os.environ)
+            check_pipeline(loaded.pipeline, str(loaded.config_dir / "pipeline.yaml"))
+            self._loaded = loaded
         return self._loaded
 
 

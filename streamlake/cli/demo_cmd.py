@@ -11,12 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from connectors.aws import aws_endpoint
 from streamlake.cli.context import cli_context
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
+from streamlake.lake.spark_delta import read_table, row_count
 from streamlake.local.resources import ResourceStatus
-from streamlake.local.stack import LocalStack, aws_endpoint
+from streamlake.local.stack import LocalStack
 from streamlake.local.stale_state import reset_lake_state, sources_created_anew
 from streamlake.produce.events import EventMix
 from streamlake.produce.runner import produce
@@ -93,7 +95,7 @@ def demo(
         for source in DEMO_JOBS:
             n = count // 4 if source == "customers" else count
             mix = EventMix(n, bad_ratio=0.03, duplicate_ratio=0.02, seed=run_seed)
-            before = table_rows(spark, settings.lake.table_path("raw", source))
+            before = row_count(spark, settings.lake.table_path("raw", source))
             with console.status(f"producing {n} {source} events"):
                 report = produce(source, pipeline, settings.bootstrap_servers, aws, mix)
             lines.append(DemoLine(source, report.acked, before))
@@ -104,7 +106,7 @@ def demo(
             ]
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
         for line in lines:
-            line.rows_after = table_rows(spark, settings.lake.table_path("raw", line.source))
+            line.rows_after = row_count(spark, settings.lake.table_path("raw", line.source))
         with console.status("processing: " + ", ".join(PROCESS_JOBS.values())):
             first_batch = {t: next_batch_id(spark, settings, j) for t, j in PROCESS_JOBS.items()}
             jobs = [
@@ -152,24 +154,14 @@ def reset_stale_state(
             )
 
 
-def table_rows(spark: SparkSession, path: str) -> int:
-    from pyspark.errors import AnalysisException
-
-    try:
-        return spark.read.format("delta").load(path).count()
-    except AnalysisException:
-        return 0  # the table does not exist before its first batch
-
-
 def next_batch_id(spark: SparkSession, settings: Settings, job: str) -> int:
     """The batch id the job's next run starts with (its metrics rows say where it was)."""
     from pyspark.sql import functions as F
 
-    path = f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics"
-    if table_rows(spark, path) == 0:
+    metrics = read_table(spark, settings.lake.meta_path("batch_metrics"))
+    if metrics is None:
         return 0
-    last = spark.read.format("delta").load(path).where(F.col("job") == job).agg(F.max("batch_id"))
-    value = last.first()
+    value = metrics.where(F.col("job") == job).agg(F.max("batch_id")).first()
     return 0 if value is None or value[0] is None else int(value[0]) + 1
 
 
@@ -180,18 +172,13 @@ def count_outcomes(
     the job recorded with its batches."""
     from pyspark.sql import functions as F
 
-    path = f"{settings.lake.root.rstrip('/')}/_meta/batch_metrics"
-    runs = (
-        spark.read.format("delta")
-        .load(path)
-        .where((F.col("job") == job) & (F.col("batch_id") >= first_batch))
-    )
+    metrics = read_table(spark, settings.lake.meta_path("batch_metrics"))
     quarantined: dict[str, int] = {}
-    for row in runs.collect():
+    this_run = (F.col("job") == job) & (F.col("batch_id") >= first_batch)
+    for row in [] if metrics is None else metrics.where(this_run).collect():
         line.processed += int(row["processed"])
         line.duplicates += int(row["duplicates"])
-        for part in filter(None, str(row["quarantined_by_kind"]).split(",")):
-            kind, _, count = part.partition("=")
+        for kind, count in (row["quarantined_by_kind"] or {}).items():
             quarantined[kind] = quarantined.get(kind, 0) + int(count)
     line.quarantined = quarantined
 

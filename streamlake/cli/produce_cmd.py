@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from connectors.aws import aws_endpoint
 from streamlake.cli.context import cli_context
-from streamlake.local.stack import aws_endpoint
 from streamlake.produce.events import EventMix
 from streamlake.produce.runner import ProduceReport, produce
 

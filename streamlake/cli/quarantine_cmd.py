@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +11,8 @@ from rich.table import Table
 
 from streamlake.cli.context import cli_context
 from streamlake.errors import UsageError
-from streamlake.lake import open_delta_table
+from streamlake.lake.delta_rs import read_rows
+from streamlake.lake.tables import QUARANTINE
 
 app = typer.Typer(help="Inspect quarantined records.", no_args_is_help=True)
 
@@ -32,22 +32,10 @@ def list_command(
             f"no table named {table!r}", f"tables: {', '.join(sorted(config.pipeline.tables))}"
         )
     path = config.settings.lake.table_path("quarantine", table)
-    if not path.startswith("s3") and not Path(path, "_delta_log").is_dir():
+    rows = read_rows(path, config.settings, columns=list(QUARANTINE.names))
+    if rows is None:
         context.console.print(f"quarantine.{table} is empty (no table at {path})")
         return
-    rows = open_delta_table(path, config.settings).to_pyarrow_table(
-        columns=[
-            "error_kind",
-            "rule",
-            "error",
-            "source",
-            "stream",
-            "partition",
-            "position",
-            "payload",
-            "quarantined_at",
-        ]
-    )
     counts = fetch_all(
         "select error_kind, coalesce(rule, '') as rule, count(*) as n from rows "
         "group by all order by n desc",

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from connectors.aws import aws_endpoint
 from streamlake.cli.context import cli_context
 from streamlake.errors import UsageError
-from streamlake.local.stack import aws_endpoint
 
 app = typer.Typer(help="Run streaming jobs.", no_args_is_help=True)
 

@@ -24,6 +24,10 @@ class LakeSettings(StrictModel):
     def checkpoint_path(self, job: str) -> str:
         return f"{self.checkpoint_root.rstrip('/')}/{job}"
 
+    def meta_path(self, name: str) -> str:
+        """Where the pipeline's own state table ``name`` lives (batch metrics, ...)."""
+        return self.table_path("_meta", name)
+
 
 class SparkSettings(StrictModel):
     master: str = "local[*]"

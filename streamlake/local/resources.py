@@ -6,21 +6,33 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from connectors import firehose, glue_catalog, s3, sns
 from connectors.aws import AwsEndpoint
-from connectors.dynamodb_streams import admin as dynamodb_admin
-from connectors.kafka import admin as kafka_admin
-from connectors.kinesis import admin as kinesis_admin
+from connectors.base import Resource
+from connectors.registry import source_kind
 from connectors.schema_registry import GlueSchemaRegistry
-from streamlake.config.pipeline import DynamoDbSource, KafkaSource, KinesisSource, Pipeline
+from streamlake.config.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 # Firehose needs a delivery role; the local API server accepts any well-formed ARN. On AWS
 # the role comes from infra/ (Terraform), which also creates every resource below.
 LOCAL_FIREHOSE_ROLE = "arn:aws:iam::123456789012:role/streamlake-firehose"
+
+# kind -> (service, exists(client, name), create(client, name, **arguments)); buckets come
+# before the Firehose streams that deliver into them.
+AWS_RESOURCES: dict[str, tuple[str, Callable[..., bool], Callable[..., bool]]] = {
+    "s3 bucket": ("s3", s3.bucket_exists, s3.ensure_bucket),
+    "sns topic": ("sns", sns.topic_exists, sns.ensure_topic),
+    "firehose stream": (
+        "firehose",
+        firehose.delivery_stream_exists,
+        firehose.ensure_delivery_stream,
+    ),
+    "glue database": ("glue", glue_catalog.database_exists, glue_catalog.ensure_database),
+}
 
 State = Literal["created", "exists", "missing"]
 
@@ -32,119 +44,37 @@ class ResourceStatus:
     state: State
 
 
-@dataclass(frozen=True)
-class Resource:
-    kind: str
-    name: str
-    exists: Callable[[], bool]
-    create: Callable[[], bool]
-
-
 def declared_resources(
     pipeline: Pipeline, bootstrap_servers: str, aws: AwsEndpoint
 ) -> list[Resource]:
-    """Every resource of the pipeline, each with a check and an idempotent create.
-
-    Buckets come before the Firehose streams that deliver into them."""
-    resources: list[Resource] = []
-    sources = list(pipeline.sources.values())
-    for source in sources:
-        if isinstance(source, KafkaSource):
-            topic = kafka_admin.TopicSpec(
-                source.topic, source.partitions, source.replication_factor
-            )
-            resources.append(
-                Resource(
-                    "kafka topic",
-                    topic.name,
-                    partial(topic_exists, bootstrap_servers, topic.name),
-                    partial(ensure_topic, bootstrap_servers, topic),
-                )
-            )
-    kinesis = aws.client("kinesis")
-    for source in sources:
-        if isinstance(source, KinesisSource):
-            resources.append(
-                Resource(
-                    "kinesis stream",
-                    source.stream,
-                    partial(kinesis_admin.stream_exists, kinesis, source.stream),
-                    partial(kinesis_admin.ensure_stream, kinesis, source.stream, source.shards),
-                )
-            )
-    dynamodb = aws.client("dynamodb")
-    for source in sources:
-        if isinstance(source, DynamoDbSource):
-            table = dynamodb_admin.TableSpec(
-                source.table,
-                source.hash_key,
-                source.hash_key_type,
-                source.range_key,
-                source.range_key_type,
-                source.stream_view,
-            )
-            resources.append(
-                Resource(
-                    "dynamodb table",
-                    source.table,
-                    partial(dynamodb_admin.has_stream, dynamodb, source.table),
-                    partial(dynamodb_admin.ensure_table, dynamodb, table),
-                )
-            )
-    s3_client = aws.client("s3")
-    for bucket in pipeline.buckets:
-        resources.append(
+    """Every resource of the pipeline, each with a check and an idempotent create."""
+    resources = [
+        resource
+        for source in pipeline.sources.values()
+        for resource in source_kind(source).resources(source, bootstrap_servers, aws)
+    ]
+    catalogs = [pipeline.catalog] if pipeline.catalog else []
+    declared: dict[str, dict[str, dict[str, Any]]] = {
+        "s3 bucket": {bucket: {"region": aws.region} for bucket in pipeline.buckets},
+        "sns topic": {topic.name: {} for topic in pipeline.sns_topics},
+        "firehose stream": {
+            f.name: {"bucket": f.bucket, "prefix": f.prefix, "role_arn": LOCAL_FIREHOSE_ROLE}
+            for f in pipeline.firehose
+        },
+        "glue database": {
+            c.database: {"description": f"streamlake {pipeline.name}"} for c in catalogs
+        },
+    }
+    for kind, (service, exists, create) in AWS_RESOURCES.items():
+        client = aws.client(service) if declared[kind] else None
+        resources += [
             Resource(
-                "s3 bucket",
-                bucket,
-                partial(s3.bucket_exists, s3_client, bucket),
-                partial(s3.ensure_bucket, s3_client, bucket, aws.region),
+                kind, name, partial(exists, client, name), partial(create, client, name, **args)
             )
-        )
-    sns_client = aws.client("sns")
-    for sns_topic in pipeline.sns_topics:
-        resources.append(
-            Resource(
-                "sns topic",
-                sns_topic.name,
-                partial(sns.topic_exists, sns_client, sns_topic.name),
-                partial(sns.ensure_topic, sns_client, sns_topic.name),
-            )
-        )
-    firehose_client = aws.client("firehose")
-    for stream in pipeline.firehose:
-        resources.append(
-            Resource(
-                "firehose stream",
-                stream.name,
-                partial(firehose.delivery_stream_exists, firehose_client, stream.name),
-                partial(
-                    firehose.ensure_delivery_stream,
-                    firehose_client,
-                    stream.name,
-                    stream.bucket,
-                    stream.prefix,
-                    LOCAL_FIREHOSE_ROLE,
-                ),
-            )
-        )
-    if pipeline.catalog is not None:
-        glue = aws.client("glue")
-        database = pipeline.catalog.database
-        resources.append(
-            Resource(
-                "glue database",
-                database,
-                partial(glue_catalog.database_exists, glue, database),
-                partial(
-                    glue_catalog.ensure_database, glue, database, f"streamlake {pipeline.name}"
-                ),
-            )
-        )
-    glue_registries = sorted(
-        {t.avro.registry_name for t in pipeline.tables.values() if t.avro and t.avro.registry_name}
-    )
-    for name in glue_registries:
+            for name, args in declared[kind].items()
+        ]
+    avro = [t.avro for t in pipeline.tables.values() if t.avro]
+    for name in sorted({a.registry_name for a in avro if a.registry_name}):
         registry = GlueSchemaRegistry(aws, name)
         resources.append(
             Resource(
@@ -152,14 +82,6 @@ def declared_resources(
             )
         )
     return resources
-
-
-def topic_exists(bootstrap_servers: str, name: str) -> bool:
-    return name in kafka_admin.existing_topics(bootstrap_servers)
-
-
-def ensure_topic(bootstrap_servers: str, topic: kafka_admin.TopicSpec) -> bool:
-    return bool(kafka_admin.ensure_topics(bootstrap_servers, [topic]))
 
 
 def ensure_all(resources: list[Resource]) -> list[ResourceStatus]:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from connectors.aws import AwsEndpoint
+from connectors.aws import aws_endpoint
+from connectors.base import Resource
 from connectors.kafka import admin as kafka_admin
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
@@ -20,13 +21,7 @@ from streamlake.errors import ServiceError, UsageError
 from streamlake.local import processes
 from streamlake.local.aws_server import AwsServer
 from streamlake.local.kafka_broker import KafkaBroker, port_is_open
-from streamlake.local.resources import (
-    Resource,
-    ResourceStatus,
-    check_all,
-    declared_resources,
-    ensure_all,
-)
+from streamlake.local.resources import ResourceStatus, check_all, declared_resources, ensure_all
 from streamlake.paths import default_kafka_jars_dir
 
 log = logging.getLogger(__name__)
@@ -50,18 +45,6 @@ class ServiceStatus:
 class StackStatus:
     services: list[ServiceStatus]
     resources: list[ResourceStatus]
-
-
-def aws_endpoint(settings: Settings) -> AwsEndpoint:
-    aws = settings.aws
-    return AwsEndpoint(
-        region=aws.region,
-        endpoint_url=aws.endpoint_url,
-        access_key_id=aws.access_key_id.get_secret_value() if aws.access_key_id else None,
-        secret_access_key=(
-            aws.secret_access_key.get_secret_value() if aws.secret_access_key else None
-        ),
-    )
 
 
 class LocalStack:

@@ -13,35 +13,23 @@ import logging
 import shutil
 from pathlib import Path
 
-from streamlake.config.pipeline import (
-    DynamoDbSource,
-    KafkaSource,
-    KinesisSource,
-    Pipeline,
-)
+from connectors.registry import source_kind
+from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
-from streamlake.lake import open_delta_table
+from streamlake.lake.delta_rs import delta_table_exists, open_delta_table
+from streamlake.lake.tables import STREAMING_LAYERS
 from streamlake.local.resources import ResourceStatus
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("raw", "processed", "quarantine")
-
-
-def source_resource(source: object) -> tuple[str, str] | None:
-    """The (kind, name) under which the local stack reports a source's resource."""
-    if isinstance(source, KafkaSource):
-        return ("kafka topic", source.topic)
-    if isinstance(source, KinesisSource):
-        return ("kinesis stream", source.stream)
-    if isinstance(source, DynamoDbSource):
-        return ("dynamodb table", source.table)
-    return None
-
 
 def sources_created_anew(pipeline: Pipeline, resources: list[ResourceStatus]) -> list[str]:
     created = {(r.kind, r.name) for r in resources if r.state == "created"}
-    return [name for name, source in pipeline.sources.items() if source_resource(source) in created]
+    return [
+        name
+        for name, source in pipeline.sources.items()
+        if source_kind(source).resource_identity(source) in created
+    ]
 
 
 def reset_lake_state(pipeline: Pipeline, settings: Settings, source: str) -> list[str]:
@@ -49,16 +37,16 @@ def reset_lake_state(pipeline: Pipeline, settings: Settings, source: str) -> lis
     return what was removed. Only for a lake on the local file system."""
     tables = [name for name, table in pipeline.tables.items() if table.source == source]
     jobs = [name for name, job in pipeline.jobs.items() if job.table in tables]
-    paths = [Path(settings.lake.table_path(layer, t)) for t in tables for layer in LAYERS]
+    paths = [Path(settings.lake.table_path(layer, t)) for t in tables for layer in STREAMING_LAYERS]
     paths += [Path(settings.lake.checkpoint_path(job)) for job in jobs]
     removed = [str(p) for p in paths if p.exists()]
     for path in removed:
         shutil.rmtree(path)
-    metrics = Path(settings.lake.root) / "_meta" / "batch_metrics"
-    if jobs and (metrics / "_delta_log").is_dir():
+    metrics = settings.lake.meta_path("batch_metrics")
+    if jobs and delta_table_exists(metrics, settings):
         # The restarted jobs count batches from 0 again; their old metrics rows would be
         # taken for the new ones.
         listed = ", ".join(f"'{job}'" for job in jobs)
-        open_delta_table(str(metrics), settings).delete(f"job IN ({listed})")
+        open_delta_table(metrics, settings).delete(f"job IN ({listed})")
         removed.append(f"{metrics} (rows of {', '.join(jobs)})")
     return removed

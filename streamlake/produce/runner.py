@@ -6,16 +6,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Protocol
 
 from connectors.aws import AwsEndpoint
-from connectors.dynamodb_streams.table_writer import DynamoDbTableWriter
-from connectors.kafka.producer import KafkaRecordProducer
-from connectors.kinesis.producer import KinesisRecordProducer
-from streamlake.config.pipeline import DynamoDbSource, KafkaSource, KinesisSource, Pipeline
+from connectors.registry import source_kind
+from streamlake.config.pipeline import Pipeline
 from streamlake.errors import UsageError
-from streamlake.produce.events import GENERATED_SOURCES, EventMix, SyntheticEvent, events_for
+from streamlake.produce.events import GENERATED_SOURCES, EventMix, events_for
 
 
 @dataclass
@@ -29,14 +25,6 @@ class ProduceReport:
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds else 0.0
-
-
-class Sink(Protocol):
-    sent: int
-    acked: int
-
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
 
 
 Progress = Callable[[ProduceReport], None]
@@ -71,7 +59,7 @@ def produce(
             "write Avro with connectors.schema_registry.AvroSerializer",
         )
     report = ProduceReport(source_name)
-    send, sink = sender_for(source, bootstrap_servers, aws)
+    send, sink = source_kind(source).producer(source, bootstrap_servers, aws)
     started = time.monotonic()
     try:
         for index, event in enumerate(events_for(source_name, mix)):
@@ -92,31 +80,3 @@ def produce(
     report.seconds = time.monotonic() - started
     on_progress(report)
     return report
-
-
-def sender_for(
-    source: Any, bootstrap_servers: str, aws: AwsEndpoint
-) -> tuple[Callable[[SyntheticEvent], None], Sink]:
-    if isinstance(source, KafkaSource):
-        kafka = KafkaRecordProducer(bootstrap_servers, source.topic)
-        return lambda e: kafka.send(e.key.encode(), e.payload), kafka
-    if isinstance(source, KinesisSource):
-        kinesis = KinesisRecordProducer(aws.client("kinesis"), source.stream)
-        return lambda e: kinesis.send(e.key, e.payload), kinesis
-    if isinstance(source, DynamoDbSource):
-        table = DynamoDbTableWriter(aws.resource("dynamodb"), source.table)
-
-        def write(event: SyntheticEvent) -> None:
-            assert event.item is not None
-            if event.op == "delete":
-                table.delete({source.hash_key: event.item[source.hash_key]})
-            else:
-                table.put(dynamodb_item(event.item))
-
-        return write, table
-    raise UsageError(f"cannot produce to a {source.kind} source")
-
-
-def dynamodb_item(item: dict[str, Any]) -> dict[str, Any]:
-    """DynamoDB stores numbers as Decimal; floats are not accepted by boto3."""
-    return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in item.items()}

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from connectors.aws import aws_endpoint
 from connectors.dynamodb_streams.admin import TableSpec, ensure_table
 from streaming import runtime
 from streaming.ingest import ingest_job
-from streamlake.local.stack import aws_endpoint
 from tests.support import coordinates, one_source_pipeline, raw_rows, with_lake
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 
+from connectors.aws import aws_endpoint
 from connectors.kinesis.admin import ensure_stream
 from streaming import runtime
 from streaming.ingest import ingest_job
-from streamlake.local.stack import aws_endpoint
 from tests.support import (
     cli_job,
     committed_batches,

@@ -59,23 +59,16 @@ def test_every_raw_record_is_processed_quarantined_or_a_counted_duplicate(
 def test_replaying_a_batch_writes_nothing_twice(
     spark: Any, settings: Any, loaded: Any, tmp_path: Path
 ) -> None:
-    from streaming.process import ProcessBatchWriter, ProcessSpec, declared_fields
+    from streaming.process import ProcessBatchWriter, ProcessTargets
+    from streaming.transforms.spec import TableSpec
 
     local = with_lake(settings, tmp_path)
     events = list(events_for("orders", EventMix(50, bad_ratio=0.2, seed=5)))
     write_raw(spark, local, "orders", [e.payload for e in events])
-    table = loaded.pipeline.tables["orders"]
-    spec = ProcessSpec(
-        "process-orders",
-        "orders",
-        table,
-        tuple(declared_fields(spark, table.schema_ddl)),
-        local.lake.table_path("processed", "orders"),
-        local.lake.table_path("quarantine", "orders"),
-        str(tmp_path / "lake" / "_meta" / "batch_metrics"),
-    )
+    spec = TableSpec.of(spark, "orders", loaded.pipeline.tables["orders"])
+    targets = ProcessTargets.of(local.lake, "process-orders", "orders", checkpoint=None)
     raw = spark.read.format("delta").load(local.lake.table_path("raw", "orders"))
-    writer = ProcessBatchWriter(spec)
+    writer = ProcessBatchWriter(spec, targets)
     writer(raw, 0)
     writer(raw, 0)  # the same batch again, as after a crash before the commit log entry
     total = len(lake_rows(local, "processed", "orders")) + len(

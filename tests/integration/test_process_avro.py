@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from connectors.aws import aws_endpoint
 from connectors.schema_registry import (
     AvroSerializer,
     ConfluentSchemaRegistry,
@@ -21,7 +22,6 @@ from connectors.schema_registry import (
 )
 from streamlake.config.pipeline import AvroFormat, Pipeline
 from streamlake.config.settings import SchemaRegistrySettings
-from streamlake.local.stack import aws_endpoint
 from streamlake.produce.events import EventMix, events_for
 from tests.confluent_double import ConfluentDouble
 from tests.support import lake_rows, with_lake, with_table, write_raw

@@ -26,7 +26,7 @@ def test_sigkill_and_restart_write_every_record_once(
 ) -> None:
     local = with_lake(settings, tmp_path)
     events = list(events_for("orders", EventMix(600, bad_ratio=0.1, duplicate_ratio=0.05, seed=9)))
-    write_raw(spark, local, "orders", [e.payload for e in events], commits=12)
+    write_raw(spark, local, "orders", [e.payload for e in events], commits=24)
     jobs = dict(loaded.pipeline.jobs)
     jobs["process-orders"] = jobs["process-orders"].model_copy(
         update={"trigger": "1 second", "max_files_per_trigger": 2}

@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from batch.quarantine_replay import append_new_events, as_raw_rows, replay_quarantine
-from streaming.process import ProcessBatchWriter, process_spec
+from batch.quarantine_replay import (
+    append_new_events,
+    as_raw_rows,
+    replay_app_id,
+    replay_quarantine,
+)
+from streaming.transforms.check import check, passed
+from streaming.transforms.shape import processed_rows
+from streaming.transforms.spec import TableSpec
 from streamlake.config.pipeline import Pipeline, Rule
+from streamlake.lake.spark_delta import IdempotentDeltaAppend
 from streamlake.produce.events import EventMix, events_for
 from tests.support import lake_rows, run_process, with_lake, with_table, write_raw
 
@@ -55,19 +63,16 @@ def test_replay_moves_fixed_records_once_even_after_a_crash_and_a_second_run(
 
     fixed = with_currencies(loaded.pipeline, ["EUR", "USD", "GBP", "SEK", "PLN"])
     # A replay that crashed after appending to processed, before deleting from quarantine.
-    spec = process_spec(spark, "orders", fixed, local, "replay-orders", None)
-    writer = ProcessBatchWriter(spec)
-    fields = writer.known_fields(spark)
-    quarantine = spark.read.format("delta").load(spec.quarantine_path)
-    checked = writer.check(
-        as_raw_rows(spark, quarantine, local.lake.table_path("raw", "orders")), fields
+    spec = TableSpec.of(spark, "orders", fixed.tables["orders"])
+    fields = list(spec.fields)
+    quarantine = spark.read.format("delta").load(local.lake.table_path("quarantine", "orders"))
+    checked = check(
+        as_raw_rows(spark, quarantine, local.lake.table_path("raw", "orders")), spec, fields
     )
-    moved, _ = append_new_events(
-        writer,
-        writer.processed_rows(checked.where("_error_kind IS NULL"), fields),
-        "replay-orders",
-        1,
+    target = IdempotentDeltaAppend(
+        local.lake.table_path("processed", "orders"), replay_app_id("orders"), ("event_date",)
     )
+    moved, _ = append_new_events(spec, target, processed_rows(passed(checked), spec, fields), 1)
     assert moved == len(fixed_ids)
 
     first = replay_quarantine(spark, "orders", fixed, local)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streamlake.lake import open_delta_table
+from streamlake.lake.delta_rs import open_delta_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 

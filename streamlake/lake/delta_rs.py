@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from streamlake.config.settings import Settings
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from deltalake import DeltaTable
 
 
@@ -32,3 +33,25 @@ def open_delta_table(path: str, settings: Settings) -> DeltaTable:
 
     uri, options = delta_rs_location(path, settings)
     return DeltaTable(uri, storage_options=options or None)
+
+
+def delta_table_exists(path: str, settings: Settings) -> bool:
+    from deltalake import DeltaTable
+
+    uri, options = delta_rs_location(path, settings)
+    return bool(DeltaTable.is_deltatable(uri, storage_options=options or None))
+
+
+def read_rows(path: str, settings: Settings, columns: list[str] | None = None) -> pa.Table | None:
+    """The table's rows as Arrow, or None before its first commit."""
+    if not delta_table_exists(path, settings):
+        return None
+    return open_delta_table(path, settings).to_pyarrow_table(columns=columns)
+
+
+def last_transaction_version(path: str, settings: Settings, app_id: str) -> int | None:
+    """The last txnVersion ``app_id`` committed to the table, None if none (or no table)."""
+    if not delta_table_exists(path, settings):
+        return None
+    version = open_delta_table(path, settings).transaction_version(app_id)
+    return None if version is None else int(version)

@@ -14,6 +14,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from connectors.aws import aws_endpoint
 from connectors.schema_registry import (
     ConfluentSchemaRegistry,
     GlueSchemaRegistry,
@@ -28,15 +29,19 @@ from connectors.schema_registry.wire import (
     GLUE_HEADER_LEN,
     GLUE_HEADER_VERSION,
 )
-from streamlake.config.pipeline import AvroFormat
+from streamlake.config.pipeline import AvroFormat, Table
 from streamlake.config.settings import Settings
 from streamlake.errors import ConfigError
-from streamlake.local.stack import aws_endpoint
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 log = logging.getLogger(__name__)
+
+
+def avro_decoder(table: Table, settings: Settings) -> AvroDecoder | None:
+    """The decoder of an Avro table's payloads; None for JSON tables."""
+    return AvroDecoder(registry_for(table.avro, settings)) if table.avro else None
 
 
 def registry_for(avro: AvroFormat, settings: Settings) -> SchemaRegistry:

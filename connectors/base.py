@@ -1,0 +1,98 @@
+"""What every source kind provides, so that nothing dispatches on source kinds itself.
+
+A source kind (Kafka, Kinesis, DynamoDB Streams, ...) is one object in
+``connectors.registry``, keyed by the ``kind`` literal of its config model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from streamlake.errors import StreamlakeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from connectors.aws import AwsEndpoint
+    from streamlake.config.pipeline import Table
+    from streamlake.config.settings import Settings
+
+ErrorTranslator = Callable[[str], StreamlakeError | None]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A topic, stream, table or bucket: how to check it, and an idempotent create that
+    returns True when it created something."""
+
+    kind: str
+    name: str
+    exists: Callable[[], bool]
+    create: Callable[[], bool]
+
+
+class Event(Protocol):
+    """One record to produce; ``item`` is the whole item for table sources."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def item(self) -> dict[str, Any] | None: ...
+
+
+class Sink(Protocol):
+    """A producer's counts and end of life; ``acked`` counts what the service confirmed."""
+
+    sent: int
+    acked: int
+
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+Send = Callable[[Event], None]
+SourceT = TypeVar("SourceT")
+
+
+class SourceKind(ABC, Generic[SourceT]):
+    """One source kind; ``SourceT`` is its config model in ``streamlake.config.pipeline``."""
+
+    kind: str
+
+    @abstractmethod
+    def resource_identity(self, source: SourceT) -> tuple[str, str]:
+        """(resource kind, name) as the local stack reports it; called when the demo looks
+        for sources that `local up` created anew."""
+
+    @abstractmethod
+    def resources(
+        self, source: SourceT, bootstrap_servers: str, aws: AwsEndpoint
+    ) -> list[Resource]:
+        """What the source needs to exist; called by `local up` and `local status`."""
+
+    @abstractmethod
+    def producer(
+        self, source: SourceT, bootstrap_servers: str, aws: AwsEndpoint
+    ) -> tuple[Send, Sink]:
+        """A send function and the sink it writes to; called once per `produce` run."""
+
+    @abstractmethod
+    def open_stream(
+        self,
+        spark: SparkSession,
+        source: SourceT,
+        table: Table,
+        settings: Settings,
+        aws: AwsEndpoint,
+        checkpoint: str,
+        available_now: bool,
+    ) -> tuple[DataFrame, ErrorTranslator]:
+        """The source as raw-layer rows (without the ingest columns) and how to read the
+        failures of its query; called when an ingest job is built."""

@@ -1,0 +1,92 @@
+"""DynamoDB tables, read through their change streams, as a source kind."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import ErrorTranslator, Event, Resource, Send, Sink, SourceKind
+from connectors.dynamodb_streams import admin
+from connectors.dynamodb_streams.table_writer import DynamoDbTableWriter
+from connectors.shard_stream import errors
+from streamlake.config.pipeline import DynamoDbSource
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from connectors.aws import AwsEndpoint
+    from streamlake.config.pipeline import Table
+    from streamlake.config.settings import Settings
+
+
+class DynamoDbKind(SourceKind[DynamoDbSource]):
+    kind = "dynamodb"
+
+    def resource_identity(self, source: DynamoDbSource) -> tuple[str, str]:
+        return ("dynamodb table", source.table)
+
+    def resources(
+        self, source: DynamoDbSource, bootstrap_servers: str, aws: AwsEndpoint
+    ) -> list[Resource]:
+        dynamodb = aws.client("dynamodb")
+        spec = admin.TableSpec(
+            source.table,
+            source.hash_key,
+            source.hash_key_type,
+            source.range_key,
+            source.range_key_type,
+            source.stream_view,
+        )
+        return [
+            Resource(
+                *self.resource_identity(source),
+                partial(admin.has_stream, dynamodb, source.table),
+                partial(admin.ensure_table, dynamodb, spec),
+            )
+        ]
+
+    def producer(
+        self, source: DynamoDbSource, bootstrap_servers: str, aws: AwsEndpoint
+    ) -> tuple[Send, Sink]:
+        table = DynamoDbTableWriter(aws.resource("dynamodb"), source.table)
+
+        def send(event: Event) -> None:
+            assert event.item is not None, "table sources produce whole items"
+            if event.op == "delete":
+                table.delete({source.hash_key: event.item[source.hash_key]})
+            else:
+                table.put(dynamodb_item(event.item))
+
+        return send, table
+
+    def open_stream(
+        self,
+        spark: SparkSession,
+        source: DynamoDbSource,
+        table: Table,
+        settings: Settings,
+        aws: AwsEndpoint,
+        checkpoint: str,
+        available_now: bool,
+    ) -> tuple[DataFrame, ErrorTranslator]:
+        # Imports pyspark: loaded only when a job reads the stream.
+        from connectors.dynamodb_streams.source import read_dynamodb_stream
+
+        frame = read_dynamodb_stream(
+            spark,
+            aws,
+            source.table,
+            checkpoint=checkpoint,
+            accept_data_loss=table.accept_data_loss,
+            drain=available_now,
+        )
+        return frame, errors.translate
+
+
+def dynamodb_item(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB stores numbers as Decimal; floats are not accepted by boto3."""
+    return {k: Decimal(str(v)) if isinstance(v, float) else v for k, v in item.items()}
+
+
+DYNAMODB = DynamoDbKind()

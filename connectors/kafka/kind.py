@@ -1,0 +1,73 @@
+"""Kafka and MSK topics as a source kind."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from connectors.base import ErrorTranslator, Event, Resource, Send, Sink, SourceKind
+from connectors.kafka import admin
+from connectors.kafka.producer import KafkaRecordProducer
+from connectors.kafka.source import KafkaStreamOptions, failure_from, read_kafka_stream
+from streamlake.config.pipeline import KafkaSource
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from connectors.aws import AwsEndpoint
+    from streamlake.config.pipeline import Table
+    from streamlake.config.settings import Settings
+
+
+class KafkaKind(SourceKind[KafkaSource]):
+    kind = "kafka"
+
+    def resource_identity(self, source: KafkaSource) -> tuple[str, str]:
+        return ("kafka topic", source.topic)
+
+    def resources(
+        self, source: KafkaSource, bootstrap_servers: str, aws: AwsEndpoint
+    ) -> list[Resource]:
+        topic = admin.TopicSpec(source.topic, source.partitions, source.replication_factor)
+        return [
+            Resource(
+                *self.resource_identity(source),
+                partial(admin.topic_exists, bootstrap_servers, topic.name),
+                partial(admin.ensure_topic, bootstrap_servers, topic),
+            )
+        ]
+
+    def producer(
+        self, source: KafkaSource, bootstrap_servers: str, aws: AwsEndpoint
+    ) -> tuple[Send, Sink]:
+        kafka = KafkaRecordProducer(bootstrap_servers, source.topic)
+
+        def send(event: Event) -> None:
+            kafka.send(event.key.encode(), event.payload)
+
+        return send, kafka
+
+    def open_stream(
+        self,
+        spark: SparkSession,
+        source: KafkaSource,
+        table: Table,
+        settings: Settings,
+        aws: AwsEndpoint,
+        checkpoint: str,
+        available_now: bool,
+    ) -> tuple[DataFrame, ErrorTranslator]:
+        options = KafkaStreamOptions(
+            bootstrap_servers=settings.bootstrap_servers,
+            topic=source.topic,
+            starting_offsets=source.starting_offsets,
+            max_offsets_per_trigger=source.max_offsets_per_trigger,
+            fail_on_data_loss=not table.accept_data_loss,
+            security_protocol=settings.kafka.security_protocol,
+            sasl_mechanism=settings.kafka.sasl_mechanism,
+            client_options=dict(settings.kafka.options),
+        )
+        return read_kafka_stream(spark, options), partial(failure_from, topic=source.topic)
+
+
+KAFKA = KafkaKind()

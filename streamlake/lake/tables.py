@@ -1,0 +1,100 @@
+"""The lake's table contracts: the columns of every raw, quarantine, processed and `_meta`
+table, in one place. A table lives at ``<lake_root>/<layer>/<table>`` and the pipeline's
+own state at ``<lake_root>/_meta/<name>`` (see ``LakeSettings``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LAYERS = ("raw", "processed", "quarantine", "curated")
+# The layers a streaming table's jobs write.
+STREAMING_LAYERS = ("raw", "processed", "quarantine")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A table's columns as (name, Spark SQL type), and its partition columns."""
+
+    columns: tuple[tuple[str, str], ...]
+    partition_by: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def ddl(self) -> str:
+        return ", ".join(f"{name} {kind}" for name, kind in self.columns)
+
+
+# Where a record came from; (source, stream, partition, position) is unique in a raw table.
+SOURCE_COORDINATES = ("source", "stream", "partition", "position")
+
+# What a source stream yields; the ingest job adds ingest_ts and ingest_date.
+SOURCE_RECORD = Contract(
+    (
+        ("payload", "BINARY"),
+        ("source", "STRING"),
+        ("stream", "STRING"),
+        ("partition", "STRING"),
+        ("position", "STRING"),
+        ("key", "STRING"),
+        ("event_ts", "TIMESTAMP"),
+    )
+)
+
+RAW = Contract(
+    (*SOURCE_RECORD.columns, ("ingest_ts", "TIMESTAMP"), ("ingest_date", "DATE")),
+    partition_by=("ingest_date",),
+)
+
+QUARANTINE = Contract(
+    (
+        ("payload", "BINARY"),
+        ("error_kind", "STRING"),
+        ("error", "STRING"),
+        ("rule", "STRING"),
+        *[(name, "STRING") for name in SOURCE_COORDINATES],
+        ("key", "STRING"),
+        ("quarantined_at", "TIMESTAMP"),
+    )
+)
+ERROR_KINDS = ("parse", "schema", "rule", "drift")
+
+# A processed table is the declared columns plus these.
+PROCESSED_COORDINATES = ("_source", "_stream", "_partition", "_position")
+PROCESSED_LINEAGE = (*PROCESSED_COORDINATES, "_ingest_ts")
+PROCESSED_PARTITION = "event_date"
+# _rescued under the rescue drift policy; _op and _sequence_number in CDC tables.
+PROCESSED_SYSTEM = (
+    *PROCESSED_LINEAGE,
+    "_late",
+    "_rescued",
+    "_op",
+    "_sequence_number",
+    PROCESSED_PARTITION,
+)
+
+BATCH_METRICS = Contract(
+    (
+        ("job", "STRING"),
+        ("batch_id", "BIGINT"),
+        ("rows_in", "BIGINT"),
+        ("processed", "BIGINT"),
+        ("quarantined", "BIGINT"),
+        ("duplicates", "BIGINT"),
+        ("late", "BIGINT"),
+        ("quarantine_ratio", "DOUBLE"),
+        ("alert", "BOOLEAN"),
+        ("quarantined_by_kind", "MAP<STRING, BIGINT>"),
+        ("recorded_at", "TIMESTAMP"),
+    )
+)
+
+# The pipeline's own state under <lake_root>/_meta/.
+META_TABLES = {"batch_metrics": BATCH_METRICS}
+
+
+def as_processed_coordinates(names: tuple[str, ...] = SOURCE_COORDINATES) -> dict[str, str]:
+    """Source coordinate column -> its lineage name in processed."""
+    return dict(zip(names, PROCESSED_COORDINATES, strict=True))
