@@ -89,17 +89,16 @@ class Report:
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for r in self.runs:
-            p50 = f"{r.p50_ms:.0f}" if r.p50_ms is not None else ""
-            p99 = f"{r.p99_ms:.0f}" if r.p99_ms is not None else ""
+            p50, p99 = ("" if ms is None else f"{ms:.0f}" for ms in (r.p50_ms, r.p99_ms))
             lines.append(
                 f"| {r.name} | {r.records:,} | {r.seconds:.1f} | {r.records_per_s:,.0f} | "
                 f"{p50} | {p99} | {r.what} |"
             )
         lines += ["", "| ratio | value | target |", "|---|---:|---:|"]
         for name, value in self.ratios.items():
-            target = self.targets.get(name)
-            mark = "" if target is None else (" (met)" if value >= target else " (missed)")
-            lines.append(f"| {name} | {value:.3f}{mark} | {target if target is not None else ''} |")
+            target = self.targets[name]  # ratio() sets both
+            mark = " (met)" if value >= target else " (missed)"
+            lines.append(f"| {name} | {value:.3f}{mark} | {target} |")
         if self.limits:
             lines += ["", "| latency | value | target (at most) |", "|---|---:|---:|"]
             for name, limit in self.limits.items():

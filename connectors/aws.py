@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config as BotoConfig
@@ -47,13 +47,7 @@ class AwsEndpoint:
 
     def options(self) -> dict[str, str]:
         """The endpoint as plain strings, for code that runs in Spark executors."""
-        values = {
-            "region": self.region,
-            "endpoint_url": self.endpoint_url,
-            "access_key_id": self.access_key_id,
-            "secret_access_key": self.secret_access_key,
-        }
-        return {k: v for k, v in values.items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> AwsEndpoint:

@@ -58,6 +58,21 @@ class Sink(Protocol):
 
 
 Send = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """What an ingest job asks of its source's stream: the table it fills, where its
+    checkpoint is, and whether it runs available-now (everything there is, then stop)."""
+
+    spark: SparkSession
+    table: Table
+    settings: Settings
+    aws: AwsEndpoint
+    checkpoint: str
+    available_now: bool
+
+
 SourceT = TypeVar("SourceT")
 
 
@@ -85,14 +100,7 @@ class SourceKind(ABC, Generic[SourceT]):
 
     @abstractmethod
     def open_stream(
-        self,
-        spark: SparkSession,
-        source: SourceT,
-        table: Table,
-        settings: Settings,
-        aws: AwsEndpoint,
-        checkpoint: str,
-        available_now: bool,
+        self, source: SourceT, request: StreamRequest
     ) -> tuple[DataFrame, ErrorTranslator]:
         """The source as raw-layer rows (without the ingest columns) and how to read the
         failures of its query; called when an ingest job is built."""

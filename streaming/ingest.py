@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connectors.aws import AwsEndpoint
+from connectors.base import StreamRequest
 from connectors.registry import source_kind
 from streaming.runtime import StreamJob
 from streamlake.config.pipeline import Pipeline
@@ -33,9 +34,8 @@ def ingest_job(
     table = pipeline.tables[job.table]
     source = pipeline.sources[table.source]
     checkpoint = settings.lake.checkpoint_path(name)
-    frame, translate = source_kind(source).open_stream(
-        spark, source, table, settings, aws, checkpoint, available_now
-    )
+    request = StreamRequest(spark, table, settings, aws, checkpoint, available_now)
+    frame, translate = source_kind(source).open_stream(source, request)
     target = IdempotentDeltaAppend(
         settings.lake.table_path("raw", job.table),
         app_id=name,

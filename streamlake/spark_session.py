@@ -42,13 +42,13 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
     """Every Spark setting streamlake applies, as a plain mapping (pure, testable)."""
     spark = settings.spark
     jars = spark_jars(spark.jars_dir or default_spark_jars_dir())
-    cores = cores or os.cpu_count() or 2
+    partitions = str(spark.shuffle_partitions or cores or os.cpu_count() or 2)
     conf = {
         "spark.jars": ",".join(str(jar) for jar in jars),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions or cores),
-        "spark.default.parallelism": str(spark.shuffle_partitions or cores),
+        "spark.sql.shuffle.partitions": partitions,
+        "spark.default.parallelism": partitions,
         "spark.driver.memory": spark.driver_memory,
         "spark.ui.enabled": str(spark.ui_enabled).lower(),
         "spark.sql.session.timeZone": "UTC",
@@ -61,7 +61,7 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         ),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # Delta's default of 50 partitions for reading a table's log is sized for clusters.
-        "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions or cores),
+        "spark.databricks.delta.snapshotPartitions": partitions,
         "spark.ui.showConsoleProgress": "false",
     }
     if spark.master.startswith("local"):

@@ -55,11 +55,6 @@ def ensure_table(dynamodb: Any, spec: TableSpec) -> bool:
     return False
 
 
-def stream_arn(dynamodb: Any, name: str) -> str | None:
-    table = describe_table(dynamodb, name)
-    return None if table is None else table.get("LatestStreamArn")
-
-
 def has_stream(dynamodb: Any, name: str) -> bool:
     """True when the table exists with its change stream enabled."""
-    return stream_arn(dynamodb, name) is not None
+    return (describe_table(dynamodb, name) or {}).get("LatestStreamArn") is not None

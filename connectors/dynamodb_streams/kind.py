@@ -6,18 +6,24 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import ErrorTranslator, Event, Resource, Send, Sink, SourceKind
+from connectors.base import (
+    ErrorTranslator,
+    Event,
+    Resource,
+    Send,
+    Sink,
+    SourceKind,
+    StreamRequest,
+)
 from connectors.dynamodb_streams import admin
 from connectors.dynamodb_streams.table_writer import DynamoDbTableWriter
 from connectors.shard_stream import errors
 from streamlake.config.pipeline import DynamoDbSource
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
-    from streamlake.config.pipeline import Table
-    from streamlake.config.settings import Settings
 
 
 class DynamoDbKind(SourceKind[DynamoDbSource]):
@@ -61,27 +67,15 @@ class DynamoDbKind(SourceKind[DynamoDbSource]):
         return send, table
 
     def open_stream(
-        self,
-        spark: SparkSession,
-        source: DynamoDbSource,
-        table: Table,
-        settings: Settings,
-        aws: AwsEndpoint,
-        checkpoint: str,
-        available_now: bool,
+        self, source: DynamoDbSource, request: StreamRequest
     ) -> tuple[DataFrame, ErrorTranslator]:
         # Imports pyspark: loaded only when a job reads the stream.
-        from connectors.dynamodb_streams.source import read_dynamodb_stream
+        from connectors.dynamodb_streams.source import DynamoDbStreamsDataSource
+        from connectors.shard_stream.reader import open_shard_stream
 
-        frame = read_dynamodb_stream(
-            spark,
-            aws,
-            source.table,
-            checkpoint=checkpoint,
-            accept_data_loss=table.accept_data_loss,
-            drain=available_now,
-        )
-        return frame, errors.translate
+        # 1000 is GetRecords' maximum on DynamoDB Streams.
+        options = {"table": source.table, "page_limit": "1000"}
+        return open_shard_stream(request, DynamoDbStreamsDataSource, options), errors.translate
 
 
 def dynamodb_item(item: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from connectors.shard_stream.reader import ShardDataSource, shard_infos
 from streamlake.errors import StreamlakeError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    pass
 
 FORMAT = "streamlake-dynamodb-streams"
 
@@ -133,29 +133,3 @@ class DynamoDbStreamsDataSource(ShardDataSource):
     @classmethod
     def name(cls) -> str:
         return FORMAT
-
-
-def read_dynamodb_stream(
-    spark: SparkSession,
-    aws: AwsEndpoint,
-    table: str,
-    *,
-    checkpoint: str,
-    accept_data_loss: bool = False,
-    min_call_interval_s: float = 0.2,
-    drain: bool = False,
-) -> DataFrame:
-    """The table's change stream as raw-layer rows (without the ingest columns); ``drain``
-    as for Kinesis."""
-    spark.dataSource.register(DynamoDbStreamsDataSource)
-    options = {
-        **aws.options(),
-        "table": table,
-        "checkpoint": checkpoint,
-        "accept_data_loss": str(accept_data_loss).lower(),
-        "min_call_interval_s": str(min_call_interval_s),
-        "page_limit": "1000",  # GetRecords' maximum on DynamoDB Streams
-    }
-    if drain:
-        options["probe_budget_s"] = "none"
-    return spark.readStream.format(FORMAT).options(**options).load()

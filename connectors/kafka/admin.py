@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import closing, suppress
 from dataclasses import dataclass
 
 from streamlake.errors import ResourceError
@@ -24,11 +25,9 @@ def existing_topics(bootstrap_servers: str) -> dict[str, int]:
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="streamlake-admin")
-    try:
+    with closing(admin):
         described = admin.describe_topics()
-        return {t["name"]: len(t["partitions"]) for t in described if not t.get("error_code")}
-    finally:
-        admin.close()
+    return {t["name"]: len(t["partitions"]) for t in described if not t.get("error_code")}
 
 
 def topic_exists(bootstrap_servers: str, name: str) -> bool:
@@ -60,15 +59,11 @@ def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
     if not missing:
         return []
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="streamlake-admin")
-    try:
+    with closing(admin):
         for spec in missing:
-            try:
+            with suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication_factor)])
                 log.info("created Kafka topic %s (%s partitions)", spec.name, spec.partitions)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
     return [spec.name for spec in missing]
 
 
@@ -79,14 +74,12 @@ def round_trip(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> f
     started = time.monotonic()
     marker = uuid.uuid4().hex.encode()
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    try:
+    with closing(producer):
         sent = producer.send(topic, value=marker).get(timeout=timeout_s)
-    finally:
-        producer.close()
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=1000
     )
-    try:
+    with closing(consumer):
         partition = TopicPartition(topic, sent.partition)
         consumer.assign([partition])
         consumer.seek(partition, sent.offset)
@@ -95,8 +88,6 @@ def round_trip(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> f
             for records in consumer.poll(timeout_ms=500).values():
                 if any(record.value == marker for record in records):
                     return time.monotonic() - started
-    finally:
-        consumer.close()
     raise TimeoutError(f"message produced to {topic} was not consumed back in {timeout_s}s")
 
 
@@ -105,10 +96,8 @@ def record_counts(bootstrap_servers: str, topic: str) -> dict[int, int]:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    try:
+    with closing(consumer):
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         begin = consumer.beginning_offsets(partitions)
         end = consumer.end_offsets(partitions)
-        return {tp.partition: end[tp] - begin[tp] for tp in partitions}
-    finally:
-        consumer.close()
+    return {tp.partition: end[tp] - begin[tp] for tp in partitions}

@@ -5,18 +5,24 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from connectors.base import ErrorTranslator, Event, Resource, Send, Sink, SourceKind
+from connectors.base import (
+    ErrorTranslator,
+    Event,
+    Resource,
+    Send,
+    Sink,
+    SourceKind,
+    StreamRequest,
+)
 from connectors.kafka import admin
 from connectors.kafka.producer import KafkaRecordProducer
 from connectors.kafka.source import KafkaStreamOptions, failure_from, read_kafka_stream
 from streamlake.config.pipeline import KafkaSource
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
-    from streamlake.config.pipeline import Table
-    from streamlake.config.settings import Settings
 
 
 class KafkaKind(SourceKind[KafkaSource]):
@@ -48,26 +54,19 @@ class KafkaKind(SourceKind[KafkaSource]):
         return send, kafka
 
     def open_stream(
-        self,
-        spark: SparkSession,
-        source: KafkaSource,
-        table: Table,
-        settings: Settings,
-        aws: AwsEndpoint,
-        checkpoint: str,
-        available_now: bool,
+        self, source: KafkaSource, request: StreamRequest
     ) -> tuple[DataFrame, ErrorTranslator]:
         options = KafkaStreamOptions(
-            bootstrap_servers=settings.bootstrap_servers,
+            bootstrap_servers=request.settings.bootstrap_servers,
             topic=source.topic,
             starting_offsets=source.starting_offsets,
             max_offsets_per_trigger=source.max_offsets_per_trigger,
-            fail_on_data_loss=not table.accept_data_loss,
-            security_protocol=settings.kafka.security_protocol,
-            sasl_mechanism=settings.kafka.sasl_mechanism,
-            client_options=dict(settings.kafka.options),
+            fail_on_data_loss=not request.table.accept_data_loss,
+            security_protocol=request.settings.kafka.security_protocol,
+            sasl_mechanism=request.settings.kafka.sasl_mechanism,
+            client_options=dict(request.settings.kafka.options),
         )
-        return read_kafka_stream(spark, options), partial(failure_from, topic=source.topic)
+        return read_kafka_stream(request.spark, options), partial(failure_from, topic=source.topic)
 
 
 KAFKA = KafkaKind()

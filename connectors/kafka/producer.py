@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class KafkaRecordProducer:
-    def __init__(self, bootstrap_servers: str, topic: str, **client_options: Any) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
         from kafka import KafkaProducer
 
         self.topic = topic
@@ -30,7 +30,6 @@ class KafkaRecordProducer:
             linger_ms=10,
             batch_size=256 * 1024,
             compression_type=None,
-            **client_options,
         )
 
     def send(self, key: bytes | None, value: bytes) -> None:

@@ -5,18 +5,24 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from connectors.base import ErrorTranslator, Event, Resource, Send, Sink, SourceKind
+from connectors.base import (
+    ErrorTranslator,
+    Event,
+    Resource,
+    Send,
+    Sink,
+    SourceKind,
+    StreamRequest,
+)
 from connectors.kinesis import admin
 from connectors.kinesis.producer import KinesisRecordProducer
 from connectors.shard_stream import errors
 from streamlake.config.pipeline import KinesisSource
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
-    from streamlake.config.pipeline import Table
-    from streamlake.config.settings import Settings
 
 
 class KinesisKind(SourceKind[KinesisSource]):
@@ -48,30 +54,16 @@ class KinesisKind(SourceKind[KinesisSource]):
         return send, kinesis
 
     def open_stream(
-        self,
-        spark: SparkSession,
-        source: KinesisSource,
-        table: Table,
-        settings: Settings,
-        aws: AwsEndpoint,
-        checkpoint: str,
-        available_now: bool,
+        self, source: KinesisSource, request: StreamRequest
     ) -> tuple[DataFrame, ErrorTranslator]:
         # Imports pyspark: loaded only when a job reads the stream.
-        from connectors.kinesis.source import read_kinesis_stream
+        from connectors.kinesis.source import KinesisDataSource
+        from connectors.shard_stream.reader import open_shard_stream
 
-        frame = read_kinesis_stream(
-            spark,
-            aws,
-            source.stream,
-            checkpoint=checkpoint,
-            starting_position=source.starting_position,
-            accept_data_loss=table.accept_data_loss,
-            max_records_per_shard=source.max_records_per_trigger,
-            # Available-now runs are one batch: it must take everything there is.
-            drain=available_now,
-        )
-        return frame, errors.translate
+        options = {"stream": source.stream, "starting_position": source.starting_position}
+        if source.max_records_per_trigger:
+            options["max_records_per_shard"] = str(source.max_records_per_trigger)
+        return open_shard_stream(request, KinesisDataSource, options), errors.translate
 
 
 KINESIS = KinesisKind()

@@ -32,8 +32,7 @@ class KinesisRecordProducer:
     def send(self, partition_key: str, data: bytes) -> None:
         size = len(data) + len(partition_key.encode())
         if len(self._pending) >= MAX_ENTRIES or self._pending_bytes + size > MAX_REQUEST_BYTES:
-            self._put(self._pending)
-            self._pending, self._pending_bytes = [], 0
+            self.flush()
         self._pending.append({"Data": data, "PartitionKey": partition_key})
         self._pending_bytes += size
         self.sent += 1

@@ -18,7 +18,7 @@ from connectors.shard_stream.offsets import TRIM_HORIZON
 from connectors.shard_stream.reader import ShardDataSource, shard_infos
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    pass
 
 FORMAT = "streamlake-kinesis"
 
@@ -95,35 +95,3 @@ class KinesisDataSource(ShardDataSource):
     @classmethod
     def name(cls) -> str:
         return FORMAT
-
-
-def read_kinesis_stream(
-    spark: SparkSession,
-    aws: AwsEndpoint,
-    stream: str,
-    *,
-    checkpoint: str,
-    starting_position: str = TRIM_HORIZON,
-    accept_data_loss: bool = False,
-    max_records_per_shard: int | None = None,
-    min_call_interval_s: float = 0.2,
-    drain: bool = False,
-) -> DataFrame:
-    """The stream as raw-layer rows (without the ingest columns).
-
-    ``drain`` (for available-now runs, which take a single batch) reads every shard to its
-    tip, with no per-batch cap or time budget."""
-    spark.dataSource.register(KinesisDataSource)
-    options = {
-        **aws.options(),
-        "stream": stream,
-        "checkpoint": checkpoint,
-        "starting_position": starting_position,
-        "accept_data_loss": str(accept_data_loss).lower(),
-        "min_call_interval_s": str(min_call_interval_s),
-    }
-    if drain:
-        options["probe_budget_s"] = "none"
-    elif max_records_per_shard:
-        options["max_records_per_shard"] = str(max_records_per_shard)
-    return spark.readStream.format(FORMAT).options(**options).load()

@@ -45,23 +45,20 @@ class ConfluentSchemaRegistry:
     def schema(self, ref: str) -> str:
         """The definition of schema id ``ref``; SchemaNotFoundError if the registry has none."""
         key = str(_schema_id(ref))
-        cached = self._definitions.get(key)
-        if cached is not None:
-            return cached
-        try:
-            response = self._send("GET", f"/schemas/ids/{key}")
-        except HTTPError as exc:
-            if exc.code == 404:
-                raise SchemaNotFoundError(
-                    _registry_message(exc),
-                    f"was the payload written through another registry than {self.url}?",
-                    kind="Confluent schema id",
-                    name=ref,
-                ) from exc
-            raise self._refused(exc, "Confluent schema id", ref) from exc
-        definition: str = response["schema"]
-        self._definitions[key] = definition
-        return definition
+        if key not in self._definitions:
+            try:
+                response = self._send("GET", f"/schemas/ids/{key}")
+            except HTTPError as exc:
+                if exc.code == 404:
+                    raise SchemaNotFoundError(
+                        _registry_message(exc),
+                        f"was the payload written through another registry than {self.url}?",
+                        kind="Confluent schema id",
+                        name=ref,
+                    ) from exc
+                raise self._refused(exc, "Confluent schema id", ref) from exc
+            self._definitions[key] = response["schema"]
+        return self._definitions[key]
 
     def frame(self, ref: str, body: bytes) -> bytes:
         return frame_confluent(_schema_id(ref), body)

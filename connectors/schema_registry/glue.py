@@ -59,13 +59,9 @@ class GlueSchemaRegistry:
 
     def ensure_registry(self) -> bool:
         """Create the registry if it does not exist; True if created."""
-        registry_id = {"RegistryName": self.registry_name}
+        if self.registry_exists():
+            return False
         with self._calling():
-            try:
-                self._glue.get_registry(RegistryId=registry_id)
-                return False
-            except self._glue.exceptions.EntityNotFoundException:
-                pass
             try:
                 self._glue.create_registry(RegistryName=self.registry_name)
             except self._glue.exceptions.AlreadyExistsException:
@@ -91,17 +87,14 @@ class GlueSchemaRegistry:
     def schema(self, ref: str) -> str:
         """The definition of schema version ``ref``; SchemaNotFoundError if Glue has none."""
         key = _canonical(ref)
-        cached = self._definitions.get(key)
-        if cached is not None:
-            return cached
-        with self._calling(kind="Glue schema version", name=ref):
-            try:
-                version = self._glue.get_schema_version(SchemaVersionId=key)
-            except self._glue.exceptions.EntityNotFoundException as exc:
-                raise _not_found(ref) from exc
-        definition: str = version["SchemaDefinition"]
-        self._definitions[key] = definition
-        return definition
+        if key not in self._definitions:
+            with self._calling(kind="Glue schema version", name=ref):
+                try:
+                    version = self._glue.get_schema_version(SchemaVersionId=key)
+                except self._glue.exceptions.EntityNotFoundException as exc:
+                    raise _not_found(ref) from exc
+            self._definitions[key] = version["SchemaDefinition"]
+        return self._definitions[key]
 
     def frame(self, ref: str, body: bytes) -> bytes:
         return frame_glue(ref, body, compress=self.compress)

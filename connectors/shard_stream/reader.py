@@ -20,36 +20,27 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
-from connectors.shard_stream.api import Page, ShardApi, ShardInfo, SourceRecord
-from connectors.shard_stream.calls import PacedCaller, error_code
+from connectors.shard_stream.api import ShardApi, ShardInfo
+from connectors.shard_stream.calls import PacedCaller
 from connectors.shard_stream.checkpoint import last_logged_offset
 from connectors.shard_stream.errors import data_loss
-from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, StreamOffset, sequence_key
+from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, StreamOffset
+from connectors.shard_stream.shard_reads import MAX_EMPTY_PAGES, ShardRange, ShardReads
 from streamlake.lake.tables import SOURCE_RECORD
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from connectors.base import StreamRequest
 
 log = logging.getLogger(__name__)
 
-RAW_SOURCE_SCHEMA = (
-    "payload BINARY, source STRING, stream STRING, partition STRING, position STRING, "
-    "key STRING, event_ts TIMESTAMP"
-)
-MAX_EMPTY_PAGES = 20
 
 ApiFactory = Callable[[dict[str, str]], ShardApi]
-
-
-@dataclass(frozen=True)
-class ShardRange(InputPartition):
-    """One shard's records of a batch: after ``after`` (or from ``initial``) to ``end``."""
-
-    shard_id: str
-    after: str | None
-    initial: str
-    end: str
 
 
 @dataclass(frozen=True)
@@ -90,7 +81,7 @@ class ShardStreamReader(DataSourceStreamReader):
         self.settings = ReaderOptions.parse(self.options)
         self.api_factory = api_factory
         self._api: ShardApi | None = None
-        self._caller: PacedCaller | None = None
+        self._reads: ShardReads | None = None
         self._position: StreamOffset | None = None
         self._iterators: dict[str, tuple[ShardState, str | None]] = {}
         self._initial: dict[str, Any] | None = None
@@ -109,10 +100,13 @@ class ShardStreamReader(DataSourceStreamReader):
         return self._api
 
     @property
-    def caller(self) -> PacedCaller:
-        if self._caller is None:
-            self._caller = PacedCaller(self.settings.min_call_interval_s)
-        return self._caller
+    def reads(self) -> ShardReads:
+        if self._reads is None:
+            caller = PacedCaller(self.settings.min_call_interval_s)
+            self._reads = ShardReads(
+                self.api, caller, self.settings.page_limit, self.settings.accept_data_loss
+            )
+        return self._reads
 
     # -- driver -------------------------------------------------------------------------
 
@@ -219,13 +213,13 @@ class ShardStreamReader(DataSourceStreamReader):
         if cached is not None and cached[0] == state and cached[1] is not None:
             iterator: str | None = cached[1]
         else:
-            self._check_not_trimmed(shard_id, state)
-            iterator = self._iterator(shard_id, state.after, state.initial)
+            self.reads.check_not_trimmed(shard_id, state)
+            iterator = self.reads.iterator(shard_id, state.after, state.initial)
         last, count, empty = state.after, 0, 0
         cap = self.settings.max_records_per_shard
         budget = self.settings.probe_budget_s
         deadline = None if budget is None else time.monotonic() + budget
-        for page in self._pages(shard_id, iterator, state.after, state.initial):
+        for page in self.reads.pages(shard_id, iterator, state.after, state.initial):
             if page.records:
                 last = self.api.sequence_of(page.records[-1])
                 count += len(page.records)
@@ -234,7 +228,7 @@ class ShardStreamReader(DataSourceStreamReader):
                 empty += 1
             iterator = page.next_iterator
             if (
-                self._at_tip(page)
+                self.reads.at_tip(page)
                 or empty >= MAX_EMPTY_PAGES
                 or (cap and count >= cap)
                 or (deadline is not None and time.monotonic() > deadline)
@@ -246,142 +240,11 @@ class ShardStreamReader(DataSourceStreamReader):
             log.debug("probe %s: %s new records up to %s", shard_id, count, last)
         return new_state
 
-    def _pages(
-        self, shard_id: str, iterator: str | None, after: str | None, initial: str
-    ) -> Iterator[Page]:
-        """GetRecords pages from ``iterator`` to the end of a closed shard (or until the caller
-        stops); an expired iterator is renewed after the last record already given."""
-        last = after
-        while iterator is not None:
-            try:
-                page = self.caller.call(
-                    shard_id, self.api.get_records, iterator, self.settings.page_limit
-                )
-            except Exception as exc:
-                if error_code(exc) != "ExpiredIteratorException":
-                    raise
-                iterator = self._iterator(shard_id, last, initial)
-                continue
-            if page.records:
-                last = self.api.sequence_of(page.records[-1])
-            yield page
-            iterator = page.next_iterator
-
-    def _at_tip(self, page: Page) -> bool:
-        """Whether the page reached the shard's newest record when it was read.
-
-        Kinesis says so with MillisBehindLatest 0 on a page that is not full; DynamoDB
-        Streams has no such figure, so an empty page stands for it. Writers that never
-        pause would otherwise keep the probe going forever."""
-        if page.millis_behind is not None:
-            return page.millis_behind == 0 and len(page.records) < self.settings.page_limit
-        return not page.records
-
-    def _iterator(self, shard_id: str, after: str | None, initial: str) -> str:
-        try:
-            return self.caller.call(
-                f"iterator:{shard_id}", self.api.iterator, shard_id, after, initial
-            )
-        except Exception as exc:
-            if error_code(exc) != "TrimmedDataAccessException" or after is None:
-                raise
-            if not self.settings.accept_data_loss:
-                raise data_loss(
-                    self.api.stream, shard_id, after, "", "the checkpoint's position was trimmed"
-                ) from exc
-            log.warning("shard %s trimmed past %s; going on (accept_data_loss)", shard_id, after)
-            return self.caller.call(
-                f"iterator:{shard_id}", self.api.iterator, shard_id, None, TRIM_HORIZON
-            )
-
-    def _check_not_trimmed(self, shard_id: str, state: ShardState) -> None:
-        """Stop if the shard's oldest record is past what the checkpoint consumed."""
-        if state.after is None or self.settings.accept_data_loss:
-            return
-        oldest = self.caller.call(f"iterator:{shard_id}", self.api.oldest_sequence, shard_id)
-        if oldest is not None and sequence_key(oldest) > sequence_key(state.after):
-            raise data_loss(
-                self.api.stream,
-                shard_id,
-                state.after,
-                oldest,
-                "the shard was trimmed past the checkpoint: records after "
-                f"{state.after} and before {oldest} may be lost",
-            )
-
     # -- executors ----------------------------------------------------------------------
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
-        import pyarrow as pa
-
         assert isinstance(partition, ShardRange)
-        names = list(SOURCE_RECORD.names)
-        for records in self._read_range(partition):
-            columns = [
-                [r.payload for r in records],
-                [self.api.source] * len(records),
-                [self.api.stream] * len(records),
-                [r.partition for r in records],
-                [r.position for r in records],
-                [r.key for r in records],
-                [r.event_ts for r in records],
-            ]
-            types = [
-                pa.binary(),
-                pa.string(),
-                pa.string(),
-                pa.string(),
-                pa.string(),
-                pa.string(),
-                pa.timestamp("us", tz="UTC"),
-            ]
-            arrays = [pa.array(c, type=t) for c, t in zip(columns, types, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, names=names)
-
-    def _read_range(self, part: ShardRange) -> Iterator[list[SourceRecord]]:
-        end_key = sequence_key(part.end)
-        last = part.after
-        empty = 0
-        first = self._iterator(part.shard_id, part.after, part.initial)
-        for page in self._pages(part.shard_id, first, part.after, part.initial):
-            rows: list[SourceRecord] = []
-            done = False
-            for record in page.records:
-                sequence = self.api.sequence_of(record)
-                if sequence_key(sequence) > end_key:
-                    # Past the end without meeting it: the end record is gone.
-                    self._lost(part, last, "the batch's end record is no longer in the shard")
-                    return
-                rows.extend(self.api.to_rows(part.shard_id, record))
-                last = sequence
-                if sequence_key(sequence) == end_key:
-                    done = True
-                    break
-            if rows:
-                yield rows
-            if done:
-                return
-            # The end record exists (the driver saw it): empty pages only delay, unless they
-            # go on, which means the range was trimmed away under us.
-            # Kinesis skips time gaps with empty pages that are still behind; only empty
-            # pages at the tip count.
-            at_tip = not page.records and page.millis_behind in (None, 0)
-            empty = empty + 1 if at_tip else 0
-            if empty >= MAX_EMPTY_PAGES:
-                break
-        self._lost(part, last, f"the shard ended before the batch's end {part.end}")
-
-    def _lost(self, part: ShardRange, last: str | None, why: str) -> None:
-        if self.settings.accept_data_loss:
-            log.warning("shard %s: %s; going on (accept_data_loss)", part.shard_id, why)
-            return
-        raise data_loss(
-            self.api.stream,
-            part.shard_id,
-            last or "",
-            part.end,
-            f"{why}: records were trimmed or the shard deleted while the batch waited",
-        )
+        yield from self.reads.read_batches(partition)
 
 
 class ShardDataSource(DataSource):
@@ -390,10 +253,29 @@ class ShardDataSource(DataSource):
     api_factory: ClassVar[ApiFactory]
 
     def schema(self) -> str:
-        return RAW_SOURCE_SCHEMA
+        return SOURCE_RECORD.ddl
 
     def streamReader(self, schema: Any) -> DataSourceStreamReader:  # noqa: N802
         return ShardStreamReader(dict(self.options), type(self).api_factory)
+
+
+def open_shard_stream(
+    request: StreamRequest, data_source: type[ShardDataSource], options: dict[str, str]
+) -> DataFrame:
+    """The source as raw-layer rows (without the ingest columns) through ``data_source``.
+    Available-now runs, which Spark gives a single batch, read every shard to its tip with
+    no per-batch cap or time budget."""
+    merged = {
+        **request.aws.options(),
+        "checkpoint": request.checkpoint,
+        "accept_data_loss": str(request.table.accept_data_loss).lower(),
+        **options,
+    }
+    if request.available_now:
+        merged["probe_budget_s"] = "none"
+        merged.pop("max_records_per_shard", None)
+    request.spark.dataSource.register(data_source)
+    return request.spark.readStream.format(data_source.name()).options(**merged).load()
 
 
 def shard_infos(shards: list[dict[str, Any]]) -> list[ShardInfo]:

@@ -37,10 +37,25 @@ def json_error_message(text: str | None) -> str:
     if text is None:
         return "payload is not UTF-8 text"
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=without_duplicate_keys)
+    except RecursionError:
+        return "invalid JSON: nested deeper than the parser's limit"
     except ValueError as exc:
         return f"invalid JSON: {exc}"
+    if isinstance(value, dict):
+        # Python read it, Spark's parser did not: past Spark's limits (depth, VARIANT size).
+        return "JSON object past the parser's limits (nesting depth, or over 16 MiB)"
     return f"expected a JSON object, got {type(value).__name__}"
+
+
+def without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's members; Spark's VARIANT refuses an object with a key twice."""
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r} in an object")
+        seen.add(key)
+    return dict(pairs)
 
 
 def field_path(document: Document, name: str) -> str:
@@ -154,12 +169,16 @@ def rescued_json(document: Document, fields: list[StructField]) -> Column:
 
 
 def payload_error_message(payload: bytes | None) -> str:
-    """Why ``payload`` is not a JSON object, in the parser's words (failed rows only)."""
+    """Why ``payload`` is not a JSON object, in the parser's words (failed rows only).
+    Never raises: a failure here would fail the batch, and every replay of it, for good."""
     try:
         text = None if payload is None else bytes(payload).decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    return json_error_message(text)
+    try:
+        return json_error_message(text)
+    except Exception as exc:
+        return f"unreadable payload ({type(exc).__name__})"
 
 
 def word_parse_errors(frame: DataFrame) -> DataFrame:

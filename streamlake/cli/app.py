@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a job failed, 2 bad usage or bad configuration.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -94,6 +95,9 @@ def main() -> None:
 
     Usage errors, --help and Ctrl-C are handled by the command-line parser (exit 2, 0, 1)."""
     err = Console(stderr=True)
+    # Local state (lake, checkpoints, broker data, logs) is readable by its owner only; the
+    # JVMs and services this process starts inherit the mask.
+    os.umask(0o077)
     try:
         app(prog_name="streamlake")
     except StreamlakeError as exc:

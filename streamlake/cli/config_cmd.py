@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import typer
 import yaml
 
 from streamlake.cli.context import cli_context
+
+# Setting names that hold secrets: Kafka's sasl.jaas.config and *.password, s3a's
+# fs.s3a.secret.key, tokens and credentials of any client.
+SECRET_NAME = re.compile(r"secret|password|passwd|jaas|token|credential|private", re.IGNORECASE)
+MASK = "**********"
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 
@@ -23,10 +29,19 @@ def show(
     resolved = {
         "env": config.settings.env,
         "config_dir": str(config.config_dir),
-        "settings": config.settings.model_dump(mode="json"),
+        "settings": masked(config.settings.model_dump(mode="json")),
         "pipeline": config.pipeline.model_dump(mode="json", exclude_none=True),
     }
     if as_json:
         print(json.dumps(resolved, indent=2))
     else:
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """``value`` with every setting whose name looks like a secret replaced by a mask."""
+    if isinstance(value, dict):
+        return {key: masked(item, key) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked(item, name) for item in value]
+    return MASK if value is not None and SECRET_NAME.search(name) else value

@@ -12,8 +12,6 @@ from streamlake.cli.context import cli_context
 from streamlake.produce.events import EventMix
 from streamlake.produce.runner import ProduceReport, produce
 
-Ratio = Annotated[float, typer.Option(min=0.0, max=1.0)]
-
 
 def produce_command(
     ctx: typer.Context,

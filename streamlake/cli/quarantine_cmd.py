@@ -7,6 +7,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from streamlake.cli.context import cli_context
@@ -80,7 +81,9 @@ def list_command(
     for column in ("error_kind", "rule", "error", "from", "payload"):
         detail.add_column(column, overflow="fold")
     for kind, rule, error, stream, partition, position, payload in sample_rows:
-        detail.add_row(kind, rule, error, f"{stream}/{partition}/{position}", preview(payload))
+        # Payloads and errors are data: brackets in them are not Rich markup.
+        cells = (kind, rule, error, f"{stream}/{partition}/{position}", preview(payload))
+        detail.add_row(*[escape(cell or "") for cell in cells])
     context.console.print(detail)
 
 

@@ -59,7 +59,6 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> LoadedConfig:
-    environ = environ if environ is not None else {}
     config_dir, env_file = resolve_config_dir(config, cwd or Path.cwd())
     pipeline_file = config_dir / "pipeline.yaml"
     env_file = env_file or config_dir / f"{env}.yaml"
@@ -74,7 +73,7 @@ def load_config(
     raw_settings = read_yaml(env_file)
     # `--config configs/prod.yaml` names its environment by the file.
     raw_settings.setdefault("env", env_file.stem)
-    overridden = apply_overrides(raw_settings, environ)
+    overridden = apply_overrides(raw_settings, environ or {})
     settings = validate(Settings, raw_settings, str(env_file), overridden)
     return LoadedConfig(pipeline=pipeline, settings=settings, config_dir=config_dir)
 
@@ -111,13 +110,11 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             continue
         node = data
         for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
         try:
-            node[path[-1]] = yaml.safe_load(value) if value != "" else None
+            node[path[-1]] = yaml.safe_load(value)
         except yaml.YAMLError:
             node[path[-1]] = value
         applied[".".join(path)] = name

@@ -60,7 +60,6 @@ def start(
     run_dir: Path,
     log_file: Path,
     address: str,
-    env: dict[str, str] | None = None,
 ) -> ServiceRecord:
     """Start ``command`` detached in its own session, its output appended to ``log_file``."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +71,6 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=env,
         )
     record = ServiceRecord(
         name=name,

@@ -204,7 +204,3 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop the services this state directory recorded; return the names stopped."""
         return [name for name in (KAFKA, AWS) if processes.stop(self.run_dir, name)]
-
-    def pids(self) -> list[int]:
-        records = (processes.read_record(self.run_dir, name) for name in (KAFKA, AWS))
-        return [r.pid for r in records if r is not None and processes.is_running(r)]

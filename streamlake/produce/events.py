@@ -172,14 +172,13 @@ def customer_changes(mix: EventMix) -> Iterator[SyntheticEvent]:
         yield SyntheticEvent(customer_id, json.dumps(item).encode(), kind, "put", item)
 
 
+GENERATORS: dict[str, Callable[[EventMix], Iterator[SyntheticEvent]]] = {
+    "orders": lambda mix: json_events(mix, order, "order_id", "customer_id"),
+    "clickstream": lambda mix: json_events(mix, click, "event_id", "session_id"),
+    "customers": customer_changes,
+}
+GENERATED_SOURCES = tuple(GENERATORS)
+
+
 def events_for(source: str, mix: EventMix) -> Iterator[SyntheticEvent]:
-    if source == "orders":
-        return json_events(mix, order, "order_id", "customer_id")
-    if source == "clickstream":
-        return json_events(mix, click, "event_id", "session_id")
-    if source == "customers":
-        return customer_changes(mix)
-    raise KeyError(source)
-
-
-GENERATED_SOURCES = ("orders", "clickstream", "customers")
+    return GENERATORS[source](mix)

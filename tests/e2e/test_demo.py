@@ -41,6 +41,9 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     for table in ("orders", "clickstream", "customers"):
         for layer in ("raw", "processed"):
             assert (tmp_path / "lake" / layer / table / "_delta_log").is_dir()
+    # Local state is its owner's only: no file or folder the demo wrote is readable by others.
+    written = [p for root in ("lake", "checkpoints") for p in (tmp_path / root).rglob("*")]
+    assert written and all(p.stat().st_mode & 0o077 == 0 for p in written)
     # Nothing was fixed, so a replay through the CLI re-checks everything and moves nothing.
     replay = streamlake("quarantine", "replay", "orders", "--json")
     assert replay.returncode == 0, replay.stdout + replay.stderr

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from streamlake.lake.tables import BATCH_METRICS
 from streamlake.produce.events import EventMix, events_for
 from tests.support import lake_rows, with_lake, with_table, write_raw
 from tests.support import run_process as process
@@ -221,6 +222,33 @@ def test_hostile_payloads_each_land_somewhere_with_a_reason(
     assert all(r["error_kind"] and r["error"] for r in quarantined)
 
 
+def test_payloads_past_the_parsers_limits_are_quarantined_with_a_reason(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """Nesting past the JSON parsers' depth limits, a payload past VARIANT's 16 MiB, and
+    duplicate keys: none may stop the job; each ends as a row with its reason."""
+    local = with_lake(settings, tmp_path)
+    good = json.loads(next(iter(events_for("orders", EventMix(1, seed=1)))).payload)
+    payloads = {
+        "arrays 2,000 deep": ("[" * 2_000 + "]" * 2_000).encode(),
+        "arrays 100,000 deep": ("[" * 100_000 + "]" * 100_000).encode(),
+        "objects 100,000 deep": ('{"a":' * 100_000 + "1" + "}" * 100_000).encode(),
+        "17 MiB string": json.dumps({**good, "note": "x" * (17 << 20)}).encode(),
+        "duplicate keys": json.dumps(good)[:-1].encode() + b', "order_id": "again"}',
+    }
+    write_raw(spark, local, "orders", list(payloads.values()))
+    process(spark, local, loaded.pipeline)
+
+    processed = lake_rows(local, "processed", "orders")
+    quarantined = {int(r["position"]): r for r in lake_rows(local, "quarantine", "orders")}
+    assert len(processed) + len(quarantined) == len(payloads)
+    assert all(r["error_kind"] and r["error"] for r in quarantined.values())
+    for position in (0, 1, 2):  # too deep for the parsers: not JSON they can read
+        assert quarantined[position]["error_kind"] == "parse", quarantined[position]["error"]
+    assert "nested deeper" in quarantined[1]["error"]
+    assert quarantined[4]["error"] == "invalid JSON: duplicate key 'order_id' in an object"
+
+
 def test_records_without_an_event_id_are_never_taken_for_duplicates(
     spark: Any, settings: Any, loaded: Any, tmp_path: Path
 ) -> None:
@@ -247,3 +275,24 @@ def test_records_without_an_event_id_are_never_taken_for_duplicates(
     )
     (metrics,) = lake_rows(local, "_meta", "batch_metrics")
     assert (metrics["processed"], metrics["duplicates"]) == (3, 1)
+
+
+def test_metrics_an_earlier_version_wrote_as_text_become_typed_counts(
+    spark: Any, settings: Any, tmp_path: Path
+) -> None:
+    from streaming.batch_metrics import ensure_metrics_table
+
+    local = with_lake(settings, tmp_path)
+    path = local.lake.meta_path("batch_metrics")
+    old_schema = BATCH_METRICS.ddl.replace("MAP<STRING, BIGINT>", "STRING")
+    counts = (10, 7, 3, 0, 0, 0.3, True)
+    old_rows = [("process-orders", 0, *counts, "parse=2,rule=1", None)]
+    old_rows.append(("process-orders", 1, *counts, "", None))
+    spark.createDataFrame(old_rows, old_schema).write.format("delta").save(path)
+
+    ensure_metrics_table(spark, path)
+    ensure_metrics_table(spark, path)  # a second start finds it typed and leaves it
+
+    rows = sorted(lake_rows(local, "_meta", "batch_metrics"), key=lambda r: r["batch_id"])
+    assert [dict(r["quarantined_by_kind"]) for r in rows] == [{"parse": 2, "rule": 1}, {}]
+    assert [r["processed"] for r in rows] == [7, 7]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 import typer.main
+import yaml
 
 from streamlake.cli.app import app
+from tests.conftest import CONFIGS
 
 
 def command_paths(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -66,3 +70,30 @@ def test_unknown_command_is_bad_usage() -> None:
     )
     assert result.returncode == 2
     assert "No such command 'fly'" in result.stderr
+
+
+def test_config_show_masks_every_secret_looking_setting(tmp_path: Any) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "pipeline.yaml").write_text((CONFIGS / "pipeline.yaml").read_text())
+    local = yaml.safe_load((CONFIGS / "local.yaml").read_text())
+    local.setdefault("kafka", {})["options"] = {
+        "sasl.jaas.config": 'ScramLoginModule required username="u" password="hunter2-jaas";',
+        "ssl.truststore.password": "hunter2-truststore",
+        "client.id": "streamlake-visible",
+    }
+    local.setdefault("spark", {})["conf"] = {"spark.hadoop.fs.s3a.secret.key": "hunter2-s3a"}
+    (configs / "local.yaml").write_text(yaml.safe_dump(local))
+    result = subprocess.run(
+        [sys.executable, "-m", "streamlake", "--config", str(configs), "config", "show", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout
+    shown = json.loads(result.stdout)["settings"]
+    assert shown["kafka"]["options"]["client.id"] == "streamlake-visible"
+    assert shown["kafka"]["options"]["sasl.jaas.config"] == "**********"
+    assert shown["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "**********"

@@ -49,7 +49,7 @@ def project_imports(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             if node.level:
-                base = ".".join(module.split(".")[: -node.level] + [node.module])
+                base = ".".join([*module.split(".")[: -node.level], node.module])
             found.add(base)
     return {name for name in found if name.split(".")[0] in PACKAGES}
 
