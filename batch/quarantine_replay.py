@@ -175,7 +175,7 @@ def append_new_events(
     unique = with_late_flag(unique, spec, late_from).localCheckpoint()
     moved = unique.count()
     if moved:
-        target.write(unique, txn_version, merge_schema=spec.table.drift == "evolve")
+        target.write(unique, txn_version, merge_schema=True)
     return moved, pending.count() - moved
 
 

@@ -3,6 +3,7 @@ threshold) and one typed row in ``_meta/batch_metrics``."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ class BatchCounts:
     quarantined: dict[str, int]
     duplicates: int
     late: int
+    no_event_time: int = 0
 
     @property
     def quarantine_total(self) -> int:
@@ -38,6 +40,14 @@ class BatchCounts:
     def alert(self) -> bool:
         return self.quarantine_ratio > ALERT_QUARANTINE_RATIO
 
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BatchCounts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
     def fields(self, job: str, batch_id: int) -> dict[str, Any]:
         """The metrics row's values, in the contract's column order (without recorded_at)."""
         return {
@@ -48,6 +58,7 @@ class BatchCounts:
             "quarantined": self.quarantine_total,
             "duplicates": self.duplicates,
             "late": self.late,
+            "no_event_time": self.no_event_time,
             "quarantine_ratio": round(self.quarantine_ratio, 4),
             "alert": self.alert,
             "quarantined_by_kind": dict(self.quarantined),
@@ -95,21 +106,25 @@ def log_batch(job: str, batch_id: int, counts: BatchCounts, fields: dict[str, An
 
 
 def ensure_metrics_table(spark: SparkSession, path: str) -> None:
-    """Create the metrics table, or give one written by an earlier version (counts by kind
-    as "k=v,..." text) the typed column."""
+    """Create the metrics table, or bring one written by an earlier version up to the
+    contract: counts by kind typed (they were "k=v,..." text), and columns added since."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType
 
     ensure_table(spark, path, BATCH_METRICS)
     table = spark.read.format("delta").load(path)
-    if not isinstance(table.schema["quarantined_by_kind"].dataType, StringType):
-        return
-    pairs = F.str_to_map(F.coalesce("quarantined_by_kind", F.lit("")), F.lit(","), F.lit("="))
-    typed = F.map_filter(pairs, lambda k, _v: k != "")
-    upgraded = table.withColumn(
-        "quarantined_by_kind", F.transform_values(typed, lambda _k, v: v.cast("bigint"))
-    )
-    log.warning("upgrading %s: counts by kind become a typed map column", path)
-    upgraded.localCheckpoint().write.format("delta").mode("overwrite").option(
-        "overwriteSchema", "true"
-    ).save(path)
+    if isinstance(table.schema["quarantined_by_kind"].dataType, StringType):
+        pairs = F.str_to_map(F.coalesce("quarantined_by_kind", F.lit("")), F.lit(","), F.lit("="))
+        typed = F.map_filter(pairs, lambda k, _v: k != "")
+        upgraded = table.withColumn(
+            "quarantined_by_kind", F.transform_values(typed, lambda _k, v: v.cast("bigint"))
+        )
+        log.warning("upgrading %s: counts by kind become a typed map column", path)
+        upgraded.localCheckpoint().write.format("delta").mode("overwrite").option(
+            "overwriteSchema", "true"
+        ).save(path)
+    present = set(spark.read.format("delta").load(path).columns)
+    missing = [f"{name} {kind}" for name, kind in BATCH_METRICS.columns if name not in present]
+    if missing:
+        log.warning("upgrading %s: adding %s", path, ", ".join(missing))
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({', '.join(missing)})")

@@ -97,9 +97,19 @@ class ProcessBatchWriter:
         self.targets = targets
         self.decoder = decoder
         self.watermark = Watermark(spec)
+        self.started = False
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         spark = raw.sparkSession
+        if not self.started:
+            self.started = True
+            # Only a run's first batch can be a replay of one whose data committed before
+            # a crash: its metrics come from that commit, as a recount would find its rows
+            # already processed.
+            written = self.targets.processed.committed_metadata(spark, batch_id)
+            if written is not None:
+                self.targets.metrics.record(spark, batch_id, BatchCounts.from_dict(written))
+                return
         processed = read_table(spark, self.targets.processed.path)
         fields = known_fields(self.spec, None if processed is None else processed.schema)
         checked = slim(check(raw, self.spec, fields, self.decoder)).persist()
@@ -109,14 +119,16 @@ class ProcessBatchWriter:
             good = passed(checked)
             rows = processed_rows(good, self.spec, [*fields, *new_fields(good, self.spec, fields)])
             kept = self.watermark.deduplicate(rows, processed)
-            # Metrics first: a batch Spark retries after a crash is recounted against tables
-            # that may already hold its rows; its metrics commit is then skipped, so the first
-            # attempt's counts stand. (Until the data commits, metrics run slightly ahead.)
-            counts = BatchCounts(rows_in, kept.processed, quarantined, kept.duplicates, kept.late)
-            self.targets.metrics.record(spark, batch_id, counts)
+            counts = BatchCounts(
+                rows_in, kept.processed, quarantined, kept.duplicates, kept.late, kept.no_event_time
+            )
             if quarantined:  # a clean batch makes no empty quarantine commit
                 self.targets.quarantine.write(quarantine_rows(checked), batch_id)
-            evolve = self.spec.table.drift == "evolve"
-            self.targets.processed.write(kept.rows, batch_id, merge_schema=evolve)
+            # Processed commits last, carrying the counts; schema merging adds evolved fields
+            # and system columns newer than the table. Metrics follow the data they count.
+            self.targets.processed.write(
+                kept.rows, batch_id, merge_schema=True, metadata=counts.as_dict()
+            )
+            self.targets.metrics.record(spark, batch_id, counts)
         finally:
             checked.unpersist()

@@ -68,6 +68,10 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         # Local services and the driver listen on loopback only.
         conf["spark.driver.bindAddress"] = "127.0.0.1"
         conf["spark.driver.host"] = "127.0.0.1"
+    if settings.local.enabled:
+        # Local state is its owner's only. Hadoop's file systems apply their own umask to
+        # what Spark writes (lake, checkpoints), not the process's.
+        conf["spark.hadoop.fs.permissions.umask-mode"] = "077"
     conf.update(s3a_conf(settings))
     conf.update(spark.conf)
     return conf

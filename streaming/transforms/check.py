@@ -10,10 +10,15 @@ from streaming.transforms.rules import first_failure
 from streaming.transforms.spec import TableSpec
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructField
 
     from streaming.transforms.avro import AvroDecoder
+
+
+# The built-in rule every table with an event time has: a producer clock far ahead, or an
+# event dated 2099, would otherwise set the watermark and switch deduplication off.
+EVENT_TIME_RULE = "event_time_not_in_future"
 
 
 def check(
@@ -33,6 +38,10 @@ def check(
     if spec.table.cdc:
         parsed = with_change_columns(parsed, spec)
     rule_name, rule_message = first_failure(spec.table.rules)
+    if spec.table.event_time:
+        in_future = ~spec.not_in_future(F.col(spec.table.event_time), F.col("ingest_ts"))
+        rule_name = F.when(in_future, F.lit(EVENT_TIME_RULE)).otherwise(rule_name)
+        rule_message = F.when(in_future, future_message(spec)).otherwise(rule_message)
     return (
         parsed.withColumn("_rule", F.when(F.col("_error_kind").isNull(), rule_name))
         .withColumn(
@@ -42,6 +51,18 @@ def check(
         .withColumn(
             "_error", F.coalesce("_error", F.when(F.col("_rule").isNotNull(), rule_message))
         )
+    )
+
+
+def future_message(spec: TableSpec) -> Column:
+    from pyspark.sql import functions as F
+
+    assert spec.table.event_time is not None
+    return F.concat(
+        F.lit(f"rule {EVENT_TIME_RULE} failed: {spec.table.event_time} "),
+        F.col(spec.table.event_time).cast("string"),
+        F.lit(f" is more than {spec.table.event_time_skew} after the ingest time "),
+        F.col("ingest_ts").cast("string"),
     )
 
 

@@ -13,20 +13,18 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from streaming.transforms.spec import TableSpec
-from streamlake.lake.tables import PROCESSED_PARTITION
+from streamlake.config.pipeline import interval_seconds
+from streamlake.lake.tables import EVENT_TIME_MISSING, PROCESSED_PARTITION
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
-
-UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 def lower_bound(newest: Any, watermark: str) -> Any:
     """``newest`` minus the watermark delay ("10 minutes", "1 hour"), or None."""
     if newest is None:
         return None
-    amount, unit = watermark.split()
-    return newest - timedelta(seconds=float(amount) * UNIT_SECONDS[unit.rstrip("s")])
+    return newest - timedelta(seconds=interval_seconds(watermark))
 
 
 def any_null(columns: tuple[str, ...]) -> Column:
@@ -83,6 +81,7 @@ class Deduplicated:
     processed: int
     duplicates: int
     late: int
+    no_event_time: int
 
 
 @dataclass
@@ -115,15 +114,20 @@ class Watermark:
         if processed is not None and bound is not None:
             unique = without_events_in(unique, processed, keys, since=bound)
         unique = with_late_flag(unique, self.spec, bound)
-        counted = unique.agg(F.count(F.lit(1)), F.count_if(F.col("_late"))).first()
-        kept, late = (int(counted[0]), int(counted[1])) if counted else (0, 0)
-        return Deduplicated(unique, kept, passed - kept, late)
+        counted = unique.agg(
+            F.count(F.lit(1)), F.count_if(F.col("_late")), F.count_if(F.col(EVENT_TIME_MISSING))
+        ).first()
+        kept, late, untimed = (int(n) for n in counted) if counted else (0, 0, 0)
+        return Deduplicated(unique, kept, passed - kept, late, untimed)
 
     def advance(self, newest: Any, processed: DataFrame | None) -> None:
         from pyspark.sql import functions as F
 
         if not self.read and processed is not None:
-            seen_max = processed.agg(F.max(self.spec.time_column())).first()
+            # Bounded like new events: a future-dated row written before that bound existed
+            # must not push the watermark, and with it deduplication, out of reach.
+            plausible = processed.where(self.spec.not_in_future(self.spec.time_column()))
+            seen_max = plausible.agg(F.max(self.spec.time_column())).first()
             self.newest_seen = seen_max[0] if seen_max else None
         self.read = True
         candidates = [t for t in (newest, self.newest_seen) if t is not None]

@@ -10,6 +10,7 @@ from streaming.transforms.drift import json_or_typed
 from streaming.transforms.parse import word_parse_errors
 from streaming.transforms.spec import TableSpec
 from streamlake.lake.tables import (
+    EVENT_TIME_MISSING,
     PROCESSED_LINEAGE,
     PROCESSED_PARTITION,
     QUARANTINE,
@@ -39,7 +40,11 @@ def processed_rows(good: DataFrame, spec: TableSpec, fields: list[StructField]) 
         *([F.col("_op"), F.col("_sequence_number")] if spec.table.cdc else []),
         *[F.col(name).alias(alias) for name, alias in lineage],
     )
-    return rows.withColumn(PROCESSED_PARTITION, F.to_date(spec.time_column()))
+    event_time = spec.table.event_time
+    missing = F.col(event_time).isNull() if event_time else F.lit(False)
+    return rows.withColumn(EVENT_TIME_MISSING, missing).withColumn(
+        PROCESSED_PARTITION, F.to_date(spec.time_column())
+    )
 
 
 def quarantine_rows(checked: DataFrame) -> DataFrame:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from streaming.transforms.parse import NEW_IMAGE, PLAIN, Document
-from streamlake.config.pipeline import Table
+from streamlake.config.pipeline import Table, interval_seconds
 from streamlake.lake.tables import PROCESSED_COORDINATES
 
 if TYPE_CHECKING:
@@ -42,6 +42,14 @@ class TableSpec:
             return (self.table.event_id,)
         # No event id: only the same source record read twice is a duplicate.
         return PROCESSED_COORDINATES
+
+    def not_in_future(self, time: Column, reference: Column | None = None) -> Column:
+        """``time`` is at most the table's allowed skew after ``reference`` (default: now)."""
+        from pyspark.sql import functions as F
+
+        skew_us = int(interval_seconds(self.table.event_time_skew) * 1_000_000)
+        limit = F.unix_micros(reference if reference is not None else F.current_timestamp())
+        return F.unix_micros(time) <= limit + F.lit(skew_us)
 
     def time_column(self) -> Column:
         """A processed row's event time: the declared one, else its ingest time."""

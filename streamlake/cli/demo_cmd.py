@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -34,33 +34,64 @@ DEMO_JOBS = {
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
 
 
+@dataclass(frozen=True)
+class TableCounts:
+    """What a table's lake layers hold: raw rows, processed rows, quarantined by kind."""
+
+    raw: int = 0
+    processed: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spark: SparkSession, settings: Settings, table: str) -> TableCounts:
+        lake = settings.lake
+        quarantine = read_table(spark, lake.table_path("quarantine", table))
+        by_kind = quarantine.groupBy("error_kind").count().collect() if quarantine else []
+        return cls(
+            row_count(spark, lake.table_path("raw", table)),
+            row_count(spark, lake.table_path("processed", table)),
+            {row[0]: int(row[1]) for row in by_kind},
+        )
+
+
 @dataclass
 class DemoLine:
+    """One source's run, counted in its tables (duplicates, which no table holds, in the
+    process job's batch metrics)."""
+
     source: str
     produced: int
-    rows_before: int
-    rows_after: int = 0
-    processed: int = 0
-    quarantined: dict[str, int] | None = None
+    before: TableCounts
+    after: TableCounts = field(default_factory=TableCounts)
     duplicates: int = 0
 
     @property
     def added(self) -> int:
-        return self.rows_after - self.rows_before
+        return self.after.raw - self.before.raw
+
+    @property
+    def processed(self) -> int:
+        return self.after.processed - self.before.processed
+
+    @property
+    def quarantined(self) -> dict[str, int]:
+        kinds = self.after.quarantined
+        added = {k: n - self.before.quarantined.get(k, 0) for k, n in kinds.items()}
+        return {k: n for k, n in added.items() if n}
 
     def figures(self) -> dict[str, object]:
         return {
             "produced": self.produced,
             "raw_added": self.added,
-            "raw_total": self.rows_after,
+            "raw_total": self.after.raw,
             "processed": self.processed,
-            "quarantined": dict(self.quarantined or {}),
+            "quarantined": self.quarantined,
             "duplicates": self.duplicates,
         }
 
     @property
     def accounted(self) -> int:
-        return self.processed + sum((self.quarantined or {}).values()) + self.duplicates
+        return self.processed + sum(self.quarantined.values()) + self.duplicates
 
 
 def demo(
@@ -95,7 +126,7 @@ def demo(
         for source in DEMO_JOBS:
             n = count // 4 if source == "customers" else count
             mix = EventMix(n, bad_ratio=0.03, duplicate_ratio=0.02, seed=run_seed)
-            before = row_count(spark, settings.lake.table_path("raw", source))
+            before = TableCounts.of(spark, settings, source)
             with console.status(f"producing {n} {source} events"):
                 report = produce(source, pipeline, settings.bootstrap_servers, aws, mix)
             lines.append(DemoLine(source, report.acked, before))
@@ -105,8 +136,6 @@ def demo(
                 for name in DEMO_JOBS.values()
             ]
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
-        for line in lines:
-            line.rows_after = row_count(spark, settings.lake.table_path("raw", line.source))
         with console.status("processing: " + ", ".join(PROCESS_JOBS.values())):
             first_batch = {t: next_batch_id(spark, settings, j) for t, j in PROCESS_JOBS.items()}
             jobs = [
@@ -115,9 +144,9 @@ def demo(
             ]
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
         for line in lines:
-            count_outcomes(
-                spark, settings, line, PROCESS_JOBS[line.source], first_batch[line.source]
-            )
+            line.after = TableCounts.of(spark, settings, line.source)
+            job = PROCESS_JOBS[line.source]
+            line.duplicates = duplicates_dropped(spark, settings, job, first_batch[line.source])
     finally:
         spark.stop()
     done = (
@@ -165,22 +194,16 @@ def next_batch_id(spark: SparkSession, settings: Settings, job: str) -> int:
     return 0 if value is None or value[0] is None else int(value[0]) + 1
 
 
-def count_outcomes(
-    spark: SparkSession, settings: Settings, line: DemoLine, job: str, first_batch: int
-) -> None:
-    """This run's processed, quarantined (by kind) and duplicate counts, from the metrics
-    the job recorded with its batches."""
+def duplicates_dropped(spark: SparkSession, settings: Settings, job: str, first_batch: int) -> int:
+    """Duplicates the job dropped in this run's batches, from its batch metrics."""
     from pyspark.sql import functions as F
 
     metrics = read_table(spark, settings.lake.meta_path("batch_metrics"))
-    quarantined: dict[str, int] = {}
+    if metrics is None:
+        return 0
     this_run = (F.col("job") == job) & (F.col("batch_id") >= first_batch)
-    for row in [] if metrics is None else metrics.where(this_run).collect():
-        line.processed += int(row["processed"])
-        line.duplicates += int(row["duplicates"])
-        for kind, count in (row["quarantined_by_kind"] or {}).items():
-            quarantined[kind] = quarantined.get(kind, 0) + int(count)
-    line.quarantined = quarantined
+    total = metrics.where(this_run).agg(F.sum("duplicates")).first()
+    return int(total[0] or 0) if total else 0
 
 
 def print_summary(console: Console, lines: list[DemoLine], pipeline: Pipeline) -> None:
@@ -193,11 +216,11 @@ def print_summary(console: Console, lines: list[DemoLine], pipeline: Pipeline) -
             str(line.produced),
             str(line.added),
             str(line.processed),
-            str(sum((line.quarantined or {}).values())),
+            str(sum(line.quarantined.values())),
             str(line.duplicates),
         )
     console.print(table)
     for line in lines:
-        reasons = ", ".join(f"{n} {kind}" for kind, n in sorted((line.quarantined or {}).items()))
+        reasons = ", ".join(f"{n} {kind}" for kind, n in sorted(line.quarantined.items()))
         if reasons:
             console.print(f"quarantine.{line.source}: {reasons}")

@@ -9,6 +9,7 @@ value is read as YAML, so numbers and booleans keep their types.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from streamlake.errors import ConfigError
 from streamlake.paths import checkout_root
 
 OVERRIDE_PREFIX = "STREAMLAKE__"
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -74,6 +76,7 @@ def load_config(
     # `--config configs/prod.yaml` names its environment by the file.
     raw_settings.setdefault("env", env_file.stem)
     overridden = apply_overrides(raw_settings, environ or {})
+    resolve_env_references(raw_settings, environ or {}, str(env_file))
     settings = validate(Settings, raw_settings, str(env_file), overridden)
     return LoadedConfig(pipeline=pipeline, settings=settings, config_dir=config_dir)
 
@@ -121,6 +124,37 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
     return applied
 
 
+def resolve_env_references(
+    data: Any, environ: Mapping[str, str], source: str, path: str = ""
+) -> Any:
+    """Replace ``${env:NAME}`` in every string value, in place, so that a secret (a SASL
+    password, a key) stays out of the committed file; a variable that is not set is an
+    error naming the key."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            data[key] = resolve_env_references(value, environ, source, f"{path}.{key}")
+        return data
+    if isinstance(data, list):
+        return [
+            resolve_env_references(v, environ, source, f"{path}[{i}]") for i, v in enumerate(data)
+        ]
+    if not isinstance(data, str):
+        return data
+
+    def value_of(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigError(
+                f"${{env:{name}}} names an environment variable that is not set",
+                f"export {name}",
+                source=source,
+                key=path.lstrip("."),
+            )
+        return environ[name]
+
+    return ENV_REFERENCE.sub(value_of, data)
+
+
 def validate(
     model: type[Model], data: dict[str, Any], source: str, overridden: Mapping[str, str]
 ) -> Model:
@@ -161,6 +195,8 @@ def key_path(loc: tuple[int | str, ...], data: Any) -> str:
     for part in loc:
         if isinstance(node, dict) and part not in node and part == node.get("kind"):
             continue  # the tag of a discriminated union, not a key of the file
+        if part == "[key]":
+            continue  # pydantic's marker for a mapping's key (the one just named) itself
         node = child(node, part)
         parts.append(f"[{part}]" if isinstance(part, int) else str(part))
     return ".".join(parts).replace(".[", "[")

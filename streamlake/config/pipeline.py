@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from streamlake.config.ddl import columns, parse_type
 from streamlake.config.settings import StrictModel
+from streamlake.lake.tables import RAW
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
@@ -54,6 +57,21 @@ Source = Annotated[
 RuleKind = Literal["not_null", "type", "range", "in_set", "regex", "length", "unique", "custom_sql"]
 
 
+# Spark's interval strings for triggers and watermarks: "10 seconds", "1.5 minutes".
+INTERVAL = r"^\d+(\.\d+)? (millisecond|second|minute|hour|day)s?$"
+UNIT_SECONDS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def interval_seconds(interval: str) -> float:
+    """An INTERVAL string ("10 minutes", "1.5 hours") in seconds."""
+    amount, unit = interval.split()
+    return float(amount) * UNIT_SECONDS[unit.rstrip("s")]
+
+
+# Java's named groups, which Spark's regexes use, in Python's spelling.
+JAVA_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z])")
+
+
 class Rule(StrictModel):
     """A row-level check, a subset of Glue Data Quality's DQDL."""
 
@@ -66,6 +84,21 @@ class Rule(StrictModel):
     pattern: str | None = None
     type: str | None = None
     expr: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type_parses(cls, value: str | None) -> str | None:
+        return None if value is None else parse_type(value)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(JAVA_NAMED_GROUP.sub("(?P<", value))
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _arguments_match_kind(self) -> Rule:
@@ -119,13 +152,36 @@ class Table(StrictModel):
     schema_ddl: str
     event_id: str | None = None
     event_time: str | None = None
-    watermark: str = Field(
-        default="10 minutes", pattern=r"^\d+(\.\d+)? (second|minute|hour|day)s?$"
-    )
+    watermark: str = Field(default="10 minutes", pattern=INTERVAL)
+    # How far an event time may run ahead of its ingest time (producer clocks drift); an
+    # event beyond it is quarantined by the built-in rule event_time_not_in_future.
+    event_time_skew: str = Field(default="1 hour", pattern=INTERVAL)
     drift: Literal["evolve", "strict", "rescue"] = "evolve"
     accept_data_loss: bool = False
     cdc: bool = False
     rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("schema_ddl")
+    @classmethod
+    def _schema_parses(cls, value: str) -> str:
+        columns(value)
+        return value
+
+    @model_validator(mode="after")
+    def _names_are_columns(self) -> Table:
+        declared = {name.lower() for name, _type in columns(self.schema_ddl)}
+        for key in ("event_id", "event_time"):
+            name = getattr(self, key)
+            if name is not None and name.lower() not in declared:
+                raise ValueError(f"{key} {name!r} is not a column of schema_ddl")
+        checkable = declared | set(RAW.names) | ({"_op", "_sequence_number"} if self.cdc else set())
+        for index, rule in enumerate(self.rules):
+            if rule.column is not None and rule.column.lower() not in checkable:
+                raise ValueError(
+                    f"rules[{index}] ({rule.name}): column {rule.column!r} is not a column of "
+                    "schema_ddl"
+                )
+        return self
 
     @model_validator(mode="after")
     def _avro_names_its_registry(self) -> Table:
@@ -154,7 +210,7 @@ JobKind = Literal["ingest", "process", "compact", "curate", "catalog", "export"]
 class Job(StrictModel):
     kind: JobKind
     table: str | None = None
-    trigger: str = "10 seconds"
+    trigger: str = Field(default="10 seconds", pattern=INTERVAL)
     # Process jobs: how much of the raw table one batch takes (Delta's maxFilesPerTrigger and
     # maxBytesPerTrigger). With neither set a batch takes about 64 MB of raw files, so a
     # backlog is worked off in batches that fit the driver's memory.
@@ -189,10 +245,12 @@ class Catalog(StrictModel):
 
 class Pipeline(StrictModel):
     name: Name
-    sources: dict[str, Source]
-    tables: dict[str, Table]
-    jobs: dict[str, Job] = Field(default_factory=dict)
-    workflows: dict[str, Workflow] = Field(default_factory=dict)
+    # Names become folders (<lake_root>/<layer>/<table>, <checkpoint_root>/<job>): Name
+    # has no path separator, so none can point outside the lake.
+    sources: dict[Name, Source]
+    tables: dict[Name, Table]
+    jobs: dict[Name, Job] = Field(default_factory=dict)
+    workflows: dict[Name, Workflow] = Field(default_factory=dict)
     buckets: list[Name] = Field(default_factory=list)
     sns_topics: list[SnsTopic] = Field(default_factory=list)
     firehose: list[FirehoseStream] = Field(default_factory=list)

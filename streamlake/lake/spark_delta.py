@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamlake.lake.tables import Contract
 
@@ -76,16 +76,51 @@ class IdempotentDeltaAppend:
             self._resolved = self.app_id + suffix
         return self._resolved
 
-    def write(self, frame: DataFrame, version: int, merge_schema: bool = False) -> None:
+    def write(
+        self,
+        frame: DataFrame,
+        version: int,
+        merge_schema: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Append ``frame`` as ``version``; ``metadata`` travels in the commit's
+        userMetadata, for ``committed_metadata`` to read back after a crash."""
+        app_id = self.txn_app_id(frame.sparkSession)
         writer = (
             frame.write.format("delta")
             .mode("append")
-            .option("txnAppId", self.txn_app_id(frame.sparkSession))
+            .option("txnAppId", app_id)
             .option("txnVersion", version)
             .option("maxRecordsPerFile", MAX_RECORDS_PER_FILE)
         )
+        if metadata is not None:
+            tagged = {"txn": app_id, "version": version, **metadata}
+            writer = writer.option("userMetadata", json.dumps(tagged))
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
         if self.partition_by:
             writer = writer.partitionBy(*self.partition_by)
         writer.save(self.path)
+
+    def committed_metadata(
+        self, spark: SparkSession, version: int, depth: int = 100
+    ) -> dict[str, Any] | None:
+        """The metadata this append committed ``version`` with, None if that version is not
+        among the table's last ``depth`` commits (not written, or written without any)."""
+        from delta.tables import DeltaTable
+
+        if not table_exists(spark, self.path):
+            return None
+        app_id = self.txn_app_id(spark)
+        history = DeltaTable.forPath(spark, self.path).history(depth)
+        for row in history.where("userMetadata IS NOT NULL").select("userMetadata").collect():
+            try:
+                tagged = json.loads(row[0])
+            except ValueError:
+                continue  # another writer's free text
+            if isinstance(tagged, dict) and (tagged.get("txn"), tagged.get("version")) == (
+                app_id,
+                version,
+            ):
+                return tagged
+        return None

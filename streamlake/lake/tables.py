@@ -65,10 +65,14 @@ ERROR_KINDS = ("parse", "schema", "rule", "drift")
 PROCESSED_COORDINATES = ("_source", "_stream", "_partition", "_position")
 PROCESSED_LINEAGE = (*PROCESSED_COORDINATES, "_ingest_ts")
 PROCESSED_PARTITION = "event_date"
+# True where the table declares an event time and the record has none (its event_date and
+# watermark then come from its ingest time).
+EVENT_TIME_MISSING = "_event_time_missing"
 # _rescued under the rescue drift policy; _op and _sequence_number in CDC tables.
 PROCESSED_SYSTEM = (
     *PROCESSED_LINEAGE,
     "_late",
+    EVENT_TIME_MISSING,
     "_rescued",
     "_op",
     "_sequence_number",
@@ -84,6 +88,7 @@ BATCH_METRICS = Contract(
         ("quarantined", "BIGINT"),
         ("duplicates", "BIGINT"),
         ("late", "BIGINT"),
+        ("no_event_time", "BIGINT"),
         ("quarantine_ratio", "DOUBLE"),
         ("alert", "BOOLEAN"),
         ("quarantined_by_kind", "MAP<STRING, BIGINT>"),

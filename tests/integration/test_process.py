@@ -78,6 +78,53 @@ def test_replaying_a_batch_writes_nothing_twice(
     assert total == 50
 
 
+def test_metrics_agree_with_the_data_after_a_failure_on_either_side_of_the_commit(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """A batch that fails before its data commits leaves no metrics; one that dies after
+    its data committed gets, when Spark replays it, the counts its commit carries."""
+    from dataclasses import replace
+
+    from streaming.process import ProcessBatchWriter, ProcessTargets
+    from streaming.transforms.spec import TableSpec
+
+    class CrashError(Exception):
+        pass
+
+    def crash(*_args: Any, **_kwargs: Any) -> None:
+        raise CrashError
+
+    local = with_lake(settings, tmp_path)
+    mix = EventMix(60, bad_ratio=0.2, duplicate_ratio=0.1, seed=8)
+    write_raw(spark, local, "orders", [e.payload for e in events_for("orders", mix)])
+    raw = spark.read.format("delta").load(local.lake.table_path("raw", "orders"))
+    spec = TableSpec.of(spark, "orders", loaded.pipeline.tables["orders"])
+
+    def writer(**broken: Any) -> ProcessBatchWriter:
+        targets = ProcessTargets.of(local.lake, "process-orders", "orders", checkpoint=None)
+        if "processed" in broken:
+            targets.processed.write = crash  # type: ignore[method-assign]
+        if "metrics" in broken:
+            targets = replace(targets, metrics=replace(targets.metrics, record=crash))
+        return ProcessBatchWriter(spec, targets)
+
+    with pytest.raises(CrashError):
+        writer(processed="fails")(raw, 0)
+    assert lake_rows(local, "_meta", "batch_metrics") == []
+    with pytest.raises(CrashError):
+        writer(metrics="fails")(raw, 0)
+    assert lake_rows(local, "_meta", "batch_metrics") == []
+
+    writer()(raw, 0)  # the replay after the crash
+
+    processed = lake_rows(local, "processed", "orders")
+    quarantined = lake_rows(local, "quarantine", "orders")
+    (metrics,) = lake_rows(local, "_meta", "batch_metrics")
+    assert metrics["processed"] == len(processed) > 0
+    assert sum(dict(metrics["quarantined_by_kind"]).values()) == len(quarantined) > 0
+    assert metrics["duplicates"] == 60 - len(processed) - len(quarantined) > 0
+
+
 @pytest.mark.parametrize(
     ("policy", "added_goes_to"),
     [("evolve", "column"), ("strict", "quarantine"), ("rescue", "_rescued")],
@@ -247,6 +294,37 @@ def test_payloads_past_the_parsers_limits_are_quarantined_with_a_reason(
         assert quarantined[position]["error_kind"] == "parse", quarantined[position]["error"]
     assert "nested deeper" in quarantined[1]["error"]
     assert quarantined[4]["error"] == "invalid JSON: duplicate key 'order_id' in an object"
+
+
+def test_a_future_dated_event_is_quarantined_and_deduplication_goes_on(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """One event dated 2099 used to become the watermark's reference: every later event
+    was late and the dedup scan looked at 2099 only, so a repeated order was kept twice."""
+    local = with_lake(settings, tmp_path)
+    future, repeated, untimed = (
+        json.loads(e.payload) for e in events_for("orders", EventMix(3, seed=21))
+    )
+    future["created_at"] = "2099-01-01T00:00:00Z"
+    del untimed["created_at"]
+    first = [json.dumps(o).encode() for o in (future, repeated)]
+    write_raw(spark, local, "orders", first)
+    process(spark, local, loaded.pipeline)
+    again = [json.dumps(o).encode() for o in (repeated, untimed)]
+    write_raw(spark, local, "orders", again, first_position=2)
+    process(spark, local, loaded.pipeline)
+
+    processed = {r["order_id"]: r for r in lake_rows(local, "processed", "orders")}
+    assert sorted(processed) == sorted([repeated["order_id"], untimed["order_id"]])
+    assert not processed[repeated["order_id"]]["_late"]
+    assert processed[untimed["order_id"]]["_event_time_missing"]
+    assert not processed[repeated["order_id"]]["_event_time_missing"]
+    (quarantined,) = lake_rows(local, "quarantine", "orders")
+    assert (quarantined["error_kind"], quarantined["rule"]) == ("rule", "event_time_not_in_future")
+    assert "2099-01-01" in quarantined["error"]
+    metrics = lake_rows(local, "_meta", "batch_metrics")
+    assert sum(m["duplicates"] for m in metrics) == 1
+    assert sum(m["no_event_time"] for m in metrics) == 1
 
 
 def test_records_without_an_event_id_are_never_taken_for_duplicates(

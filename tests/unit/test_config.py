@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamlake.config import load_config
+from streamlake.config.pipeline import Rule
 from streamlake.errors import ConfigError
 from streamlake.paths import checkout_root
 
@@ -182,3 +183,89 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         load_config("prod", CONFIGS, environ={})
     assert caught.value.key == "kafka.bootstrap_servers"
     assert "STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "amount DECIMAL(12,2), currency",
+            "amount DECIMAL(12,2), currency STRNG",
+            "tables.orders.schema_ddl: unknown data type 'STRNG'",
+        ),
+        (
+            "event_time: created_at",
+            "event_time: created",
+            "tables.orders: event_time 'created' is not a column of schema_ddl",
+        ),
+        (
+            "event_id: order_id",
+            "event_id: id",
+            "tables.orders: event_id 'id' is not a column of schema_ddl",
+        ),
+        (
+            'column: country, pattern: "^[A-Z]{2}$"',
+            'column: country, pattern: "^[A-Z{2}$"',
+            "tables.orders.rules[2].pattern: not a valid regular expression",
+        ),
+        (
+            "kind: not_null, column: order_id}",
+            "kind: type, column: order_id, type: UUIDX}",
+            "tables.orders.rules[0].type: unknown data type 'UUIDX'",
+        ),
+        (
+            "{name: amount_positive, kind: range, column: amount",
+            "{name: amount_positive, kind: range, column: amuont",
+            "tables.orders: rules[3] (amount_positive): column 'amuont' is not a column",
+        ),
+        (
+            "trigger: 5 seconds}",
+            "trigger: 5 secs}",
+            "jobs.ingest-orders.trigger: String should match pattern",
+        ),
+        (
+            "tables:\n  orders:",
+            "tables:\n  ../orders:",
+            "tables.../orders: String should match pattern",
+        ),
+    ],
+    ids=[
+        "schema-type",
+        "event-time",
+        "event-id",
+        "regex",
+        "rule-type",
+        "rule-column",
+        "trigger",
+        "table-escaping-the-lake",
+    ],
+)
+def test_what_a_job_would_fail_on_is_refused_when_the_config_loads(
+    config_dir: Path, old: str, new: str, expected: str
+) -> None:
+    edit(config_dir / "pipeline.yaml", old, new)
+    result = run_cli("--config", str(config_dir), "config", "show")
+    assert result.returncode == 2, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{config_dir / 'pipeline.yaml'}: {expected}" in lines[0]
+
+
+def test_a_java_named_group_is_a_valid_pattern() -> None:
+    rule = Rule(name="r", kind="regex", column="c", pattern=r"^(?<area>\d{3})-(?<=-)\d+$")
+    assert rule.pattern is not None and "(?<area>" in rule.pattern
+
+
+def test_env_references_keep_secrets_out_of_the_file(config_dir: Path) -> None:
+    edit(
+        config_dir / "local.yaml",
+        "  security_protocol: PLAINTEXT\n",
+        "  security_protocol: PLAINTEXT\n"
+        "  options: {sasl.jaas.config: 'password=\"${env:KAFKA_PASSWORD}\";'}\n",
+    )
+    loaded = load_config("local", config_dir, environ={"KAFKA_PASSWORD": "s3cret"})
+    assert loaded.settings.kafka.options["sasl.jaas.config"] == 'password="s3cret";'
+    with pytest.raises(ConfigError) as caught:
+        load_config("local", config_dir, environ={})
+    assert "kafka.options.sasl.jaas.config" in str(caught.value)
+    assert "KAFKA_PASSWORD" in str(caught.value)

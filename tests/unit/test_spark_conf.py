@@ -25,6 +25,7 @@ def test_local_session_uses_delta_local_jars_and_loopback() -> None:
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.sql.shuffle.partitions"] == "2"
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert conf["spark.hadoop.fs.permissions.umask-mode"] == "077"
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:15000"
     assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
 

@@ -1,0 +1,132 @@
+"""Spark SQL DDL read without a JVM, so that a schema or type with a typo stops the command
+when the configuration loads (exit 2, naming the key) rather than when the job runs.
+
+Covers what tables declare: ``name TYPE [NOT NULL] [COMMENT '...']`` column lists, and the
+types Spark's DDL parser knows (scalars, DECIMAL(p, s), CHAR/VARCHAR(n), ARRAY<>, MAP<,>,
+STRUCT<name: type, ...>).
+"""
+
+from __future__ import annotations
+
+import re
+
+SCALARS = {
+    "BOOLEAN", "TINYINT", "BYTE", "SMALLINT", "SHORT", "INT", "INTEGER", "BIGINT", "LONG",
+    "FLOAT", "REAL", "DOUBLE", "DATE", "TIMESTAMP", "TIMESTAMP_NTZ", "TIMESTAMP_LTZ",
+    "STRING", "BINARY", "VARIANT", "VOID", "DECIMAL", "DEC", "NUMERIC", "CHAR", "VARCHAR",
+}  # fmt: skip
+SIZED = {"DECIMAL": (1, 2), "DEC": (1, 2), "NUMERIC": (1, 2), "CHAR": (1, 1), "VARCHAR": (1, 1)}
+TOKEN = re.compile(r"\s*(`(?:[^`]|``)+`|'(?:[^'\\]|\\.)*'|[A-Za-z_][A-Za-z0-9_]*|\d+|[<>(),:])")
+
+
+class DdlError(ValueError):
+    """The DDL does not parse; the message says where."""
+
+
+class Tokens:
+    def __init__(self, text: str) -> None:
+        self.items: list[str] = []
+        position = 0
+        while position < len(text.rstrip()):
+            match = TOKEN.match(text, position)
+            if match is None:
+                raise DdlError(f"unexpected {text[position:].strip()[:20]!r}")
+            self.items.append(match.group(1))
+            position = match.end()
+        self.index = 0
+
+    def peek(self) -> str:
+        return self.items[self.index] if self.index < len(self.items) else ""
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if not token or (expected is not None and token.upper() != expected):
+            found = repr(token) if token else "the end"
+            raise DdlError(f"expected {expected or 'more'} but found {found}")
+        self.index += 1
+        return token
+
+
+def columns(ddl: str) -> list[tuple[str, str]]:
+    """The (name, TYPE) pairs of a column list such as ``id STRING, n DECIMAL(12,2)``."""
+    tokens = Tokens(ddl)
+    found = []
+    while True:
+        name = identifier(tokens)
+        found.append((name, data_type(tokens)))
+        if tokens.peek().upper() == "NOT":
+            tokens.take()
+            tokens.take("NULL")
+        if tokens.peek().upper() == "COMMENT":
+            tokens.take()
+            if not tokens.take().startswith("'"):
+                raise DdlError(f"column {name}: COMMENT needs a quoted string")
+        if not tokens.peek():
+            return found
+        tokens.take(",")
+
+
+def parse_type(text: str) -> str:
+    """``text`` as one data type, normalised; raises DdlError if Spark would not read it."""
+    tokens = Tokens(text)
+    parsed = data_type(tokens)
+    if tokens.peek():
+        raise DdlError(f"unexpected {tokens.peek()!r} after the type {parsed}")
+    return parsed
+
+
+def identifier(tokens: Tokens) -> str:
+    token = tokens.take()
+    if token.startswith("`"):
+        return token[1:-1].replace("``", "`")
+    if not (token[0].isalpha() or token[0] == "_"):
+        raise DdlError(f"expected a column name but found {token!r}")
+    return token
+
+
+def data_type(tokens: Tokens) -> str:
+    name = tokens.take().upper()
+    if name == "ARRAY":
+        tokens.take("<")
+        element = data_type(tokens)
+        tokens.take(">")
+        return f"ARRAY<{element}>"
+    if name == "MAP":
+        tokens.take("<")
+        key = data_type(tokens)
+        tokens.take(",")
+        value = data_type(tokens)
+        tokens.take(">")
+        return f"MAP<{key}, {value}>"
+    if name == "STRUCT":
+        return struct_type(tokens)
+    if name not in SCALARS:
+        raise DdlError(f"unknown data type {name!r}")
+    if name in SIZED and tokens.peek() == "(":
+        least, most = SIZED[name]
+        tokens.take("(")
+        sizes = [tokens.take()]
+        while tokens.peek() == ",":
+            tokens.take()
+            sizes.append(tokens.take())
+        tokens.take(")")
+        if not least <= len(sizes) <= most or not all(s.isdigit() for s in sizes):
+            raise DdlError(f"{name} takes {most} number(s) in parentheses")
+        return f"{name}({','.join(sizes)})"
+    if name in ("CHAR", "VARCHAR"):
+        raise DdlError(f"{name} needs a length, e.g. {name}(10)")
+    return name
+
+
+def struct_type(tokens: Tokens) -> str:
+    tokens.take("<")
+    fields = []
+    while tokens.peek() != ">":
+        name = identifier(tokens)
+        if tokens.peek() == ":":
+            tokens.take()
+        fields.append(f"{name}: {data_type(tokens)}")
+        if tokens.peek() == ",":
+            tokens.take()
+    tokens.take(">")
+    return f"STRUCT<{', '.join(fields)}>"
