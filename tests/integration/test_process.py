@@ -85,6 +85,7 @@ def test_metrics_agree_with_the_data_after_a_failure_on_either_side_of_the_commi
     its data committed gets, when Spark replays it, the counts its commit carries."""
     from dataclasses import replace
 
+    from streaming.batch_metrics import MetricsRecorder
     from streaming.process import ProcessBatchWriter, ProcessTargets
     from streaming.transforms.spec import TableSpec
 
@@ -93,6 +94,10 @@ def test_metrics_agree_with_the_data_after_a_failure_on_either_side_of_the_commi
 
     def crash(*_args: Any, **_kwargs: Any) -> None:
         raise CrashError
+
+    class FailingRecorder(MetricsRecorder):
+        def record(self, *_args: Any) -> None:
+            raise CrashError
 
     local = with_lake(settings, tmp_path)
     mix = EventMix(60, bad_ratio=0.2, duplicate_ratio=0.1, seed=8)
@@ -105,7 +110,8 @@ def test_metrics_agree_with_the_data_after_a_failure_on_either_side_of_the_commi
         if "processed" in broken:
             targets.processed.write = crash  # type: ignore[method-assign]
         if "metrics" in broken:
-            targets = replace(targets, metrics=replace(targets.metrics, record=crash))
+            failing = FailingRecorder(targets.metrics.job, targets.metrics.target)
+            targets = replace(targets, metrics=failing)
         return ProcessBatchWriter(spec, targets)
 
     with pytest.raises(CrashError):
@@ -362,7 +368,12 @@ def test_metrics_an_earlier_version_wrote_as_text_become_typed_counts(
 
     local = with_lake(settings, tmp_path)
     path = local.lake.meta_path("batch_metrics")
-    old_schema = BATCH_METRICS.ddl.replace("MAP<STRING, BIGINT>", "STRING")
+    # The first version's columns: counts by kind as text, no no_event_time.
+    old_schema = ", ".join(
+        f"{name} {'STRING' if kind.startswith('MAP') else kind}"
+        for name, kind in BATCH_METRICS.columns
+        if name != "no_event_time"
+    )
     counts = (10, 7, 3, 0, 0, 0.3, True)
     old_rows = [("process-orders", 0, *counts, "parse=2,rule=1", None)]
     old_rows.append(("process-orders", 1, *counts, "", None))
@@ -374,3 +385,4 @@ def test_metrics_an_earlier_version_wrote_as_text_become_typed_counts(
     rows = sorted(lake_rows(local, "_meta", "batch_metrics"), key=lambda r: r["batch_id"])
     assert [dict(r["quarantined_by_kind"]) for r in rows] == [{"parse": 2, "rule": 1}, {}]
     assert [r["processed"] for r in rows] == [7, 7]
+    assert [r["no_event_time"] for r in rows] == [None, None]
