@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from streaming.transforms.avro import avro_decoder
 from streaming.transforms.check import check, passed, quarantine_counts
 from streaming.transforms.dedup import first_of_each_event, lower_bound, with_late_flag
-from streaming.transforms.drift import known_fields, new_fields
+from streaming.transforms.drift import known_fields, needs_schema_merge, new_fields
 from streaming.transforms.shape import processed_rows
 from streaming.transforms.spec import TableSpec
 from streamlake.config.pipeline import Pipeline
@@ -163,7 +163,9 @@ def append_new_events(
             on=list(PROCESSED_COORDINATES),
             how="left_anti",
         )
-        newest = processed.agg(F.max(spec.time_column())).first()
+        # Bounded as the stream job bounds it: a future-dated row is no reference.
+        plausible = processed.where(spec.not_in_future(spec.time_column()))
+        newest = plausible.agg(F.max(spec.time_column())).first()
         late_from = lower_bound(newest[0] if newest else None, spec.table.watermark)
     else:
         pending, late_from = passing, None
@@ -175,7 +177,7 @@ def append_new_events(
     unique = with_late_flag(unique, spec, late_from).localCheckpoint()
     moved = unique.count()
     if moved:
-        target.write(unique, txn_version, merge_schema=True)
+        target.write(unique, txn_version, merge_schema=needs_schema_merge(unique, processed, spec))
     return moved, pending.count() - moved
 
 

@@ -83,7 +83,8 @@ class MetricsRecorder:
 
 def log_batch(job: str, batch_id: int, counts: BatchCounts, fields: dict[str, Any]) -> None:
     log.info(
-        "job %s batch %s: %s in, %s processed, %s quarantined %s, %s duplicates, %s late",
+        "job %s batch %s: %s in, %s processed, %s quarantined %s, %s duplicates, %s late, "
+        "%s without event time",
         job,
         batch_id,
         counts.rows_in,
@@ -92,6 +93,7 @@ def log_batch(job: str, batch_id: int, counts: BatchCounts, fields: dict[str, An
         counts.quarantined,
         counts.duplicates,
         counts.late,
+        counts.no_event_time,
         extra={"fields": fields},
     )
     if counts.alert:

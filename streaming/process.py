@@ -17,7 +17,7 @@ from streaming.runtime import StreamJob
 from streaming.transforms.avro import AvroDecoder, avro_decoder
 from streaming.transforms.check import check, passed, quarantine_counts, slim
 from streaming.transforms.dedup import Watermark
-from streaming.transforms.drift import known_fields, new_fields
+from streaming.transforms.drift import known_fields, needs_schema_merge, new_fields
 from streaming.transforms.shape import processed_rows, quarantine_rows
 from streaming.transforms.spec import TableSpec
 from streamlake.config.pipeline import Pipeline
@@ -124,10 +124,10 @@ class ProcessBatchWriter:
             )
             if quarantined:  # a clean batch makes no empty quarantine commit
                 self.targets.quarantine.write(quarantine_rows(checked), batch_id)
-            # Processed commits last, carrying the counts; schema merging adds evolved fields
-            # and system columns newer than the table. Metrics follow the data they count.
+            # Processed commits last, carrying the counts; metrics follow the data they count.
+            merge = needs_schema_merge(kept.rows, processed, self.spec)
             self.targets.processed.write(
-                kept.rows, batch_id, merge_schema=True, metadata=counts.as_dict()
+                kept.rows, batch_id, merge_schema=merge, metadata=counts.as_dict()
             )
             self.targets.metrics.record(spark, batch_id, counts)
         finally:

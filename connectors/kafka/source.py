@@ -88,6 +88,13 @@ _LOSS_PATTERNS = (
 )
 
 
+# The NullPointerException thrown by the metrics method itself: its first stack frames.
+REPLAYED_BATCH_METRICS_NPE = re.compile(
+    r"java\.lang\.NullPointerException[^\n]*(?:\n[^\n]*){0,2}?\n\s*at "
+    r"org\.apache\.spark\.sql\.kafka010\.KafkaMicroBatchStream\$?\.metrics\("
+)
+
+
 def failure_from(message: str, topic: str) -> StreamlakeError | None:
     """The job error Spark's Kafka failure ``message`` stands for, if it is one we know."""
     return data_loss_from(message, topic) or replayed_batch_metrics_bug(message, topic)
@@ -98,14 +105,12 @@ def replayed_batch_metrics_bug(message: str, topic: str) -> StreamlakeError | No
     its offset log (SPARK-55271): the batch is written and committed, then reporting its
     metrics throws a NullPointerException, because the replay never asked the broker for the
     latest offsets. Retryable: the next start finds the batch committed and goes on."""
-    if "NullPointerException" not in message or "KafkaMicroBatchStream" not in message:
-        return None
-    if ".metrics(" not in message:
+    if not REPLAYED_BATCH_METRICS_NPE.search(message):
         return None
     return StreamlakeError(
         f"Spark's Kafka source failed reporting metrics of a replayed batch of {topic} "
-        "(SPARK-55271)",
-        "a restart from the checkpoint goes on; nothing was lost or written twice",
+        "(SPARK-55271); the batch itself is written and committed",
+        "the runtime restarts the query once for this; if it repeats, start the job again",
         retryable=True,
     )
 

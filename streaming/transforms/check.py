@@ -38,7 +38,7 @@ def check(
     if spec.table.cdc:
         parsed = with_change_columns(parsed, spec)
     rule_name, rule_message = first_failure(spec.table.rules)
-    if spec.table.event_time:
+    if spec.table.event_time and spec.table.event_time_skew:
         in_future = ~spec.not_in_future(F.col(spec.table.event_time), F.col("ingest_ts"))
         rule_name = F.when(in_future, F.lit(EVENT_TIME_RULE)).otherwise(rule_name)
         rule_message = F.when(in_future, future_message(spec)).otherwise(rule_message)

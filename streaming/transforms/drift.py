@@ -60,6 +60,18 @@ def new_fields(good: DataFrame, spec: TableSpec, known: list[StructField]) -> li
     return added
 
 
+def needs_schema_merge(rows: DataFrame, processed: DataFrame | None, spec: TableSpec) -> bool:
+    """Whether appending ``rows`` to processed must merge schemas: evolve tables take new
+    fields; any table takes system columns newer than it. Anything else unexpected is left
+    to fail the write rather than widen a strict table."""
+    if spec.table.drift == "evolve":
+        return True
+    if processed is None:
+        return False
+    added = set(rows.columns) - set(processed.columns)
+    return bool(added) and added <= set(PROCESSED_SYSTEM)
+
+
 def type_from_name(name: str) -> Any:
     from pyspark.sql.types import _parse_datatype_string
 

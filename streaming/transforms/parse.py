@@ -37,7 +37,9 @@ def json_error_message(text: str | None) -> str:
     if text is None:
         return "payload is not UTF-8 text"
     try:
-        value = json.loads(text, object_pairs_hook=without_duplicate_keys)
+        value = json.loads(
+            text, object_pairs_hook=without_duplicate_keys, parse_constant=not_json_constant
+        )
     except RecursionError:
         return "invalid JSON: nested deeper than the parser's limit"
     except ValueError as exc:
@@ -46,6 +48,11 @@ def json_error_message(text: str | None) -> str:
         # Python read it, Spark's parser did not: past Spark's limits (depth, VARIANT size).
         return "JSON object past the parser's limits (nesting depth, or over 16 MiB)"
     return f"expected a JSON object, got {type(value).__name__}"
+
+
+def not_json_constant(name: str) -> float:
+    """Python reads NaN and Infinity; JSON, and Spark's parser, do not."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def without_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

@@ -44,9 +44,12 @@ class TableSpec:
         return PROCESSED_COORDINATES
 
     def not_in_future(self, time: Column, reference: Column | None = None) -> Column:
-        """``time`` is at most the table's allowed skew after ``reference`` (default: now)."""
+        """``time`` is at most the table's allowed skew after ``reference`` (default: now);
+        always true when the table allows any skew."""
         from pyspark.sql import functions as F
 
+        if self.table.event_time_skew is None:
+            return F.lit(True)
         skew_us = int(interval_seconds(self.table.event_time_skew) * 1_000_000)
         limit = F.unix_micros(reference if reference is not None else F.current_timestamp())
         return F.unix_micros(time) <= limit + F.lit(skew_us)

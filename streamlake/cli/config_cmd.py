@@ -13,7 +13,10 @@ from streamlake.cli.context import cli_context
 
 # Setting names that hold secrets: Kafka's sasl.jaas.config and *.password, s3a's
 # fs.s3a.secret.key, tokens and credentials of any client.
-SECRET_NAME = re.compile(r"secret|password|passwd|jaas|token|credential|private", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"secret|password|passwd|jaas|token|credential|private|user\.info|(^|[._])key$",
+    re.IGNORECASE,
+)
 MASK = "**********"
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
@@ -29,7 +32,7 @@ def show(
     resolved = {
         "env": config.settings.env,
         "config_dir": str(config.config_dir),
-        "settings": masked(config.settings.model_dump(mode="json")),
+        "settings": masked(config.settings.model_dump(mode="json"), config.from_environment),
         "pipeline": config.pipeline.model_dump(mode="json", exclude_none=True),
     }
     if as_json:
@@ -38,10 +41,15 @@ def show(
         print(yaml.safe_dump(resolved, sort_keys=False), end="")
 
 
-def masked(value: Any, name: str = "") -> Any:
-    """``value`` with every setting whose name looks like a secret replaced by a mask."""
+def masked(value: Any, secret_paths: frozenset[str], path: str = "", name: str = "") -> Any:
+    """``value`` with every setting that looks like a secret (by its name) or came from
+    ``${env:NAME}`` replaced by a mask."""
     if isinstance(value, dict):
-        return {key: masked(item, key) for key, item in value.items()}
+        return {
+            key: masked(item, secret_paths, f"{path}.{key}".lstrip("."), key)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [masked(item, name) for item in value]
-    return MASK if value is not None and SECRET_NAME.search(name) else value
+        return [masked(item, secret_paths, path, name) for item in value]
+    secret = SECRET_NAME.search(name) is not None or path in secret_paths
+    return MASK if value is not None and secret else value

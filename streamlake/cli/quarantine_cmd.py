@@ -75,15 +75,14 @@ def list_command(
     for column in ("error_kind", "rule", "records"):
         summary.add_column(column)
     for kind, rule, n in counts:
-        summary.add_row(kind, rule, str(n))
+        summary.add_row(shown(kind), shown(rule), str(n))
     context.console.print(summary)
     detail = Table(title="samples")
     for column in ("error_kind", "rule", "error", "from", "payload"):
         detail.add_column(column, overflow="fold")
     for kind, rule, error, stream, partition, position, payload in sample_rows:
-        # Payloads and errors are data: brackets in them are not Rich markup.
         cells = (kind, rule, error, f"{stream}/{partition}/{position}", preview(payload))
-        detail.add_row(*[escape(cell or "") for cell in cells])
+        detail.add_row(*[shown(cell) for cell in cells])
     context.console.print(detail)
 
 
@@ -94,6 +93,13 @@ def fetch_all(sql: str, rows: Any) -> list[tuple[Any, ...]]:
     connection = duckdb.connect()
     connection.register("rows", rows)
     return connection.sql(sql).fetchall()
+
+
+def shown(text: str | None) -> str:
+    """Data as a table cell: brackets are not Rich markup, and control characters (an
+    escape sequence in a payload) are written out rather than sent to the terminal."""
+    printable = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text or "")
+    return escape(printable)
 
 
 def preview(payload: bytes | None, limit: int = 80) -> str:

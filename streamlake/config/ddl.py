@@ -1,9 +1,10 @@
 """Spark SQL DDL read without a JVM, so that a schema or type with a typo stops the command
 when the configuration loads (exit 2, naming the key) rather than when the job runs.
 
-Covers what tables declare: ``name TYPE [NOT NULL] [COMMENT '...']`` column lists, and the
-types Spark's DDL parser knows (scalars, DECIMAL(p, s), CHAR/VARCHAR(n), ARRAY<>, MAP<,>,
-STRUCT<name: type, ...>).
+Covers what tables declare: ``name[:] TYPE [COLLATE c] [NOT NULL] [COMMENT '...']``
+column lists, and the types Spark's DDL parser knows (scalars, DECIMAL(p, s),
+CHAR/VARCHAR(n), ARRAY<>, MAP<,>, STRUCT<name: type, ...>). Where it is unsure it lets a
+schema through: Spark still reads it when the job starts.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ SCALARS = {
     "BOOLEAN", "TINYINT", "BYTE", "SMALLINT", "SHORT", "INT", "INTEGER", "BIGINT", "LONG",
     "FLOAT", "REAL", "DOUBLE", "DATE", "TIMESTAMP", "TIMESTAMP_NTZ", "TIMESTAMP_LTZ",
     "STRING", "BINARY", "VARIANT", "VOID", "DECIMAL", "DEC", "NUMERIC", "CHAR", "VARCHAR",
+    "TIME",
 }  # fmt: skip
 SIZED = {"DECIMAL": (1, 2), "DEC": (1, 2), "NUMERIC": (1, 2), "CHAR": (1, 1), "VARCHAR": (1, 1)}
-TOKEN = re.compile(r"\s*(`(?:[^`]|``)+`|'(?:[^'\\]|\\.)*'|[A-Za-z_][A-Za-z0-9_]*|\d+|[<>(),:])")
+TOKEN = re.compile(r"""\s*(`(?:[^`]|``)+`|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\w+|[<>(),:])""")
+MAX_DECIMAL_PRECISION = 38
 
 
 class DdlError(ValueError):
@@ -50,20 +53,31 @@ class Tokens:
 def columns(ddl: str) -> list[tuple[str, str]]:
     """The (name, TYPE) pairs of a column list such as ``id STRING, n DECIMAL(12,2)``."""
     tokens = Tokens(ddl)
-    found = []
+    found: list[tuple[str, str]] = []
     while True:
-        name = identifier(tokens)
-        found.append((name, data_type(tokens)))
-        if tokens.peek().upper() == "NOT":
-            tokens.take()
-            tokens.take("NULL")
-        if tokens.peek().upper() == "COMMENT":
-            tokens.take()
-            if not tokens.take().startswith("'"):
-                raise DdlError(f"column {name}: COMMENT needs a quoted string")
+        name, kind = field(tokens)
+        if name.lower() in {seen.lower() for seen, _ in found}:
+            raise DdlError(f"column {name} is declared twice")
+        found.append((name, kind))
         if not tokens.peek():
             return found
         tokens.take(",")
+
+
+def field(tokens: Tokens) -> tuple[str, str]:
+    """One ``name[:] TYPE [NOT NULL] [COMMENT '...']`` of a column list or a struct."""
+    name = identifier(tokens)
+    if tokens.peek() == ":":
+        tokens.take()
+    kind = data_type(tokens)
+    if tokens.peek().upper() == "NOT":
+        tokens.take()
+        tokens.take("NULL")
+    if tokens.peek().upper() == "COMMENT":
+        tokens.take()
+        if not tokens.take().startswith(("'", '"')):
+            raise DdlError(f"{name}: COMMENT needs a quoted string")
+    return name, kind
 
 
 def parse_type(text: str) -> str:
@@ -79,7 +93,7 @@ def identifier(tokens: Tokens) -> str:
     token = tokens.take()
     if token.startswith("`"):
         return token[1:-1].replace("``", "`")
-    if not (token[0].isalpha() or token[0] == "_"):
+    if not (token[0].isalnum() or token[0] == "_"):
         raise DdlError(f"expected a column name but found {token!r}")
     return token
 
@@ -102,30 +116,47 @@ def data_type(tokens: Tokens) -> str:
         return struct_type(tokens)
     if name not in SCALARS:
         raise DdlError(f"unknown data type {name!r}")
+    spelled = name
     if name in SIZED and tokens.peek() == "(":
-        least, most = SIZED[name]
-        tokens.take("(")
-        sizes = [tokens.take()]
-        while tokens.peek() == ",":
-            tokens.take()
-            sizes.append(tokens.take())
-        tokens.take(")")
-        if not least <= len(sizes) <= most or not all(s.isdigit() for s in sizes):
-            raise DdlError(f"{name} takes {most} number(s) in parentheses")
-        return f"{name}({','.join(sizes)})"
-    if name in ("CHAR", "VARCHAR"):
+        spelled = f"{name}({','.join(str(n) for n in sizes(tokens, name))})"
+    elif name in ("CHAR", "VARCHAR"):
         raise DdlError(f"{name} needs a length, e.g. {name}(10)")
-    return name
+    if tokens.peek().upper() == "COLLATE":
+        tokens.take()
+        spelled += f" COLLATE {identifier(tokens)}"
+    return spelled
+
+
+def sizes(tokens: Tokens, name: str) -> list[int]:
+    """The numbers in DECIMAL(p, s) or VARCHAR(n), checked as Spark checks them."""
+    least, most = SIZED[name]
+    tokens.take("(")
+    numbers = [tokens.take()]
+    while tokens.peek() == ",":
+        tokens.take()
+        numbers.append(tokens.take())
+    tokens.take(")")
+    if not least <= len(numbers) <= most or not all(n.isdigit() for n in numbers):
+        raise DdlError(f"{name} takes {most} number(s) in parentheses")
+    values = [int(n) for n in numbers]
+    if name in ("CHAR", "VARCHAR") and values[0] < 1:
+        raise DdlError(f"{name} needs a length of at least 1")
+    if name not in ("CHAR", "VARCHAR"):
+        precision, scale = values[0], values[1] if len(values) > 1 else 0
+        if not 1 <= precision <= MAX_DECIMAL_PRECISION or scale > precision:
+            raise DdlError(
+                f"{name}({precision},{scale}): precision runs from 1 to "
+                f"{MAX_DECIMAL_PRECISION} and the scale may not exceed it"
+            )
+    return values
 
 
 def struct_type(tokens: Tokens) -> str:
     tokens.take("<")
     fields = []
     while tokens.peek() != ">":
-        name = identifier(tokens)
-        if tokens.peek() == ":":
-            tokens.take()
-        fields.append(f"{name}: {data_type(tokens)}")
+        name, kind = field(tokens)
+        fields.append(f"{name}: {kind}")
         if tokens.peek() == ",":
             tokens.take()
     tokens.take(">")

@@ -37,6 +37,8 @@ class LoadedConfig:
     pipeline: Pipeline
     settings: Settings
     config_dir: Path
+    # Key paths of settings whose values came from ${env:NAME}: shown masked, as secrets.
+    from_environment: frozenset[str] = frozenset()
 
 
 def resolve_config_dir(config: Path | None, cwd: Path) -> tuple[Path, Path | None]:
@@ -76,9 +78,10 @@ def load_config(
     # `--config configs/prod.yaml` names its environment by the file.
     raw_settings.setdefault("env", env_file.stem)
     overridden = apply_overrides(raw_settings, environ or {})
+    referenced = frozenset(env_reference_paths(raw_settings))
     resolve_env_references(raw_settings, environ or {}, str(env_file))
     settings = validate(Settings, raw_settings, str(env_file), overridden)
-    return LoadedConfig(pipeline=pipeline, settings=settings, config_dir=config_dir)
+    return LoadedConfig(pipeline, settings, config_dir, from_environment=referenced)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -122,6 +125,15 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
             node[path[-1]] = value
         applied[".".join(path)] = name
     return applied
+
+
+def env_reference_paths(data: Any, path: str = "") -> list[str]:
+    """Key paths (``kafka.options.sasl.jaas.config``) of values holding ``${env:NAME}``."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in env_reference_paths(v, f"{path}.{k}")]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in env_reference_paths(v, f"{path}[{i}]")]
+    return [path.lstrip(".")] if isinstance(data, str) and ENV_REFERENCE.search(data) else []
 
 
 def resolve_env_references(

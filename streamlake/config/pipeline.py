@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -57,8 +58,12 @@ Source = Annotated[
 RuleKind = Literal["not_null", "type", "range", "in_set", "regex", "length", "unique", "custom_sql"]
 
 
-# Spark's interval strings for triggers and watermarks: "10 seconds", "1.5 minutes".
+# Watermarks and skews, which streamlake computes with itself: "10 minutes", "1.5 hours".
 INTERVAL = r"^\d+(\.\d+)? (millisecond|second|minute|hour|day)s?$"
+# Spark's processing-time triggers: "10 seconds", "interval 1 minute 30 seconds"; only
+# seconds may have a fraction.
+_TRIGGER_PART = r"(\d+ (day|hour|minute|millisecond|microsecond)s?|\d+(\.\d+)? seconds?)"
+TRIGGER = rf"(?i)^(interval )?{_TRIGGER_PART}( {_TRIGGER_PART})*$"
 UNIT_SECONDS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -68,8 +73,15 @@ def interval_seconds(interval: str) -> float:
     return float(amount) * UNIT_SECONDS[unit.rstrip("s")]
 
 
-# Java's named groups, which Spark's regexes use, in Python's spelling.
-JAVA_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z])")
+# Spark's regexes are Java's. Python's `re` reads most of them, but not all (\p{L}, \z,
+# \Q..\E): only faults both engines reject stop the config from loading.
+STRUCTURAL_REGEX_FAULTS = (
+    "missing )",
+    "unbalanced parenthesis",
+    "unterminated character set",
+    "nothing to repeat",
+    "multiple repeat",
+)
 
 
 class Rule(StrictModel):
@@ -88,15 +100,21 @@ class Rule(StrictModel):
     @field_validator("type")
     @classmethod
     def _type_parses(cls, value: str | None) -> str | None:
-        return None if value is None else parse_type(value)
+        if value is not None:
+            parse_type(value)
+        return value
 
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(JAVA_NAMED_GROUP.sub("(?P<", value))
-            except re.error as exc:
+        if value is None:
+            return value
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Java's [a-z&&[^e]] warns in Python
+                re.compile(value)
+        except re.error as exc:
+            if any(fault in exc.msg for fault in STRUCTURAL_REGEX_FAULTS):
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 
@@ -154,8 +172,9 @@ class Table(StrictModel):
     event_time: str | None = None
     watermark: str = Field(default="10 minutes", pattern=INTERVAL)
     # How far an event time may run ahead of its ingest time (producer clocks drift); an
-    # event beyond it is quarantined by the built-in rule event_time_not_in_future.
-    event_time_skew: str = Field(default="1 hour", pattern=INTERVAL)
+    # event beyond it is quarantined by the built-in rule event_time_not_in_future. null
+    # turns the rule off, and with it the bound on the watermark's reference.
+    event_time_skew: Annotated[str, Field(pattern=INTERVAL)] | None = "1 hour"
     drift: Literal["evolve", "strict", "rescue"] = "evolve"
     accept_data_loss: bool = False
     cdc: bool = False
@@ -176,7 +195,9 @@ class Table(StrictModel):
                 raise ValueError(f"{key} {name!r} is not a column of schema_ddl")
         checkable = declared | set(RAW.names) | ({"_op", "_sequence_number"} if self.cdc else set())
         for index, rule in enumerate(self.rules):
-            if rule.column is not None and rule.column.lower() not in checkable:
+            # A nested field (address.city) is checked by its top-level column.
+            top = (rule.column or "").split(".")[0].strip("`").lower()
+            if rule.column is not None and top not in checkable:
                 raise ValueError(
                     f"rules[{index}] ({rule.name}): column {rule.column!r} is not a column of "
                     "schema_ddl"
@@ -210,7 +231,7 @@ JobKind = Literal["ingest", "process", "compact", "curate", "catalog", "export"]
 class Job(StrictModel):
     kind: JobKind
     table: str | None = None
-    trigger: str = Field(default="10 seconds", pattern=INTERVAL)
+    trigger: str = Field(default="10 seconds", pattern=TRIGGER)
     # Process jobs: how much of the raw table one batch takes (Delta's maxFilesPerTrigger and
     # maxBytesPerTrigger). With neither set a batch takes about 64 MB of raw files, so a
     # backlog is worked off in batches that fit the driver's memory.

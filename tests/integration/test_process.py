@@ -299,6 +299,8 @@ def test_payloads_past_the_parsers_limits_are_quarantined_with_a_reason(
     for position in (0, 1, 2):  # too deep for the parsers: not JSON they can read
         assert quarantined[position]["error_kind"] == "parse", quarantined[position]["error"]
     assert "nested deeper" in quarantined[1]["error"]
+    # The 17 MiB string is a valid order with one more field: it is processed, not dropped.
+    assert [r["_position"] for r in processed] == ["3"]
     assert quarantined[4]["error"] == "invalid JSON: duplicate key 'order_id' in an object"
 
 

@@ -81,6 +81,8 @@ def test_config_show_masks_every_secret_looking_setting(tmp_path: Any) -> None:
         "sasl.jaas.config": 'ScramLoginModule required username="u" password="hunter2-jaas";',
         "ssl.truststore.password": "hunter2-truststore",
         "client.id": "streamlake-visible",
+        "ssl.keystore.key": "hunter2-pem",
+        "basic.auth.user.info": "${env:REGISTRY_LOGIN}",
     }
     local.setdefault("spark", {})["conf"] = {"spark.hadoop.fs.s3a.secret.key": "hunter2-s3a"}
     (configs / "local.yaml").write_text(yaml.safe_dump(local))
@@ -89,7 +91,10 @@ def test_config_show_masks_every_secret_looking_setting(tmp_path: Any) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")},
+            "REGISTRY_LOGIN": "user:hunter2-login",
+        },
     )
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout

@@ -26,7 +26,7 @@ def quarantine_list(lake: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_payloads_that_look_like_markup_are_shown_as_they_are(tmp_path: Path) -> None:
-    payloads = [b"[/x] not markup [bold]", b'{"order_id": [/]']
+    payloads = [b"[/x] not markup [bold]", b'{"order_id": \x1b[2J}']
     rows = {
         "payload": payloads,
         "error_kind": ["parse", "rule"],
@@ -48,6 +48,7 @@ def test_payloads_that_look_like_markup_are_shown_as_they_are(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "[/x] not markup [bold]" in result.stdout
     assert "invalid JSON: [/red]" in result.stdout
+    assert "\x1b" not in result.stdout and '{"order_id": \\x1b[2J}' in result.stdout
     assert "quarantine.orders: 2 records" in result.stdout
 
 

@@ -7,7 +7,7 @@ import json
 
 from aws_kinesis_agg.aggregator import RecordAggregator
 
-from connectors.kafka.source import KafkaStreamOptions, data_loss_from
+from connectors.kafka.source import KafkaStreamOptions, data_loss_from, failure_from
 from connectors.kinesis.kpl import deaggregate
 from connectors.shard_stream.errors import data_loss, translate
 from connectors.shard_stream.offsets import ShardState, StreamOffset
@@ -86,3 +86,15 @@ def test_msk_iam_options_are_passed_to_spark() -> None:
     assert options["kafka.sasl.mechanism"] == "AWS_MSK_IAM"
     assert "IAMLoginModule" in options["kafka.sasl.jaas.config"]
     assert options["failOnDataLoss"] == "true"
+
+
+def test_only_the_replayed_batch_metrics_failure_is_retryable() -> None:
+    npe = 'java.lang.NullPointerException: Cannot invoke "scala.collection.IterableOps.map"'
+    frame = "\tat org.apache.spark.sql.kafka010.KafkaMicroBatchStream$.metrics(Kafka.scala:520)"
+    error = failure_from(f"{npe}\n{frame}\n\tat elsewhere", "orders")
+    assert error is not None and error.retryable and "SPARK-55271" in str(error)
+    other_npe = f"{npe}\n\tat org.apache.spark.sql.execution.SparkPlan.metrics(SparkPlan.scala:1)"
+    assert (
+        failure_from(f"{other_npe}\n{frame.replace('metrics', 'planInputPartitions')}", "o") is None
+    )
+    assert failure_from("java.lang.IllegalStateException: boom", "orders") is None
