@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LAYERS = ("raw", "processed", "quarantine", "curated")
 # The layers a streaming table's jobs write.
 STREAMING_LAYERS = ("raw", "processed", "quarantine")
 
@@ -59,7 +58,6 @@ QUARANTINE = Contract(
         ("quarantined_at", "TIMESTAMP"),
     )
 )
-ERROR_KINDS = ("parse", "schema", "rule", "drift")
 
 # A processed table is the declared columns plus these.
 PROCESSED_COORDINATES = ("_source", "_stream", "_partition", "_position")
@@ -96,10 +94,7 @@ BATCH_METRICS = Contract(
     )
 )
 
-# The pipeline's own state under <lake_root>/_meta/.
-META_TABLES = {"batch_metrics": BATCH_METRICS}
 
-
-def as_processed_coordinates(names: tuple[str, ...] = SOURCE_COORDINATES) -> dict[str, str]:
+def as_processed_coordinates() -> dict[str, str]:
     """Source coordinate column -> its lineage name in processed."""
-    return dict(zip(names, PROCESSED_COORDINATES, strict=True))
+    return dict(zip(SOURCE_COORDINATES, PROCESSED_COORDINATES, strict=True))
