@@ -63,7 +63,9 @@ Send = Callable[[Event], None]
 @dataclass(frozen=True)
 class StreamRequest:
     """What an ingest job asks of its source's stream: the table it fills, where its
-    checkpoint is, and whether it runs available-now (everything there is, then stop)."""
+    checkpoint is, whether it runs available-now (everything there is, then stop), and, for
+    a new checkpoint that resumes a recovered job, the source offset (as Spark logged it)
+    after which to start instead of the source's configured start."""
 
     spark: SparkSession
     table: Table
@@ -71,6 +73,7 @@ class StreamRequest:
     aws: AwsEndpoint
     checkpoint: str
     available_now: bool
+    start_offset: str | None = None
 
 
 SourceT = TypeVar("SourceT")
@@ -80,6 +83,11 @@ class SourceKind(ABC, Generic[SourceT]):
     """One source kind; ``SourceT`` is its config model in ``streamlake.config.pipeline``."""
 
     kind: str
+    # Whether Spark's available-now trigger reads everything the source has at start (true
+    # of Spark's own sources). If not, the stream opened for an available-now request
+    # offers no data past the run's start, and the runtime stops the query at the first
+    # trigger that finds none.
+    spark_available_now: bool = True
 
     @abstractmethod
     def resource_identity(self, source: SourceT) -> tuple[str, str]:

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 from connectors.aws import AwsEndpoint
 from connectors.base import StreamRequest
 from connectors.registry import source_kind
+from streaming.checkpoint_guard import JobLedger, Recovery, checkpoint_files, guard
 from streaming.runtime import StreamJob
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
+from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.spark_delta import IdempotentDeltaAppend
 from streamlake.lake.tables import RAW
 
@@ -27,36 +29,50 @@ def ingest_job(
     settings: Settings,
     aws: AwsEndpoint,
     available_now: bool = False,
+    recover: Recovery | None = None,
 ) -> StreamJob:
+    """The job, once its checkpoint agrees with raw.<table> (see ``checkpoint_guard``)."""
     job = pipeline.jobs[name]
     if job.kind != "ingest" or job.table is None:
         raise UsageError(f"{name} is not an ingest job")
     table = pipeline.tables[job.table]
     source = pipeline.sources[table.source]
     checkpoint = settings.lake.checkpoint_path(name)
-    request = StreamRequest(spark, table, settings, aws, checkpoint, available_now)
-    frame, translate = source_kind(source).open_stream(source, request)
+    raw_path = settings.lake.table_path("raw", job.table)
+    files = checkpoint_files(checkpoint, settings)
+    start = guard(JobLedger(name, f"raw.{job.table}", raw_path), files, settings, recover)
+    request = StreamRequest(
+        spark,
+        table,
+        settings,
+        aws,
+        checkpoint,
+        available_now,
+        start_offset=None if start is None else start.source_offset,
+    )
+    kind = source_kind(source)
+    frame, translate = kind.open_stream(source, request)
     target = IdempotentDeltaAppend(
-        settings.lake.table_path("raw", job.table),
-        app_id=name,
-        partition_by=RAW.partition_by,
-        checkpoint=checkpoint,
+        raw_path, app_id=name, partition_by=RAW.partition_by, checkpoint=checkpoint
     )
     return StreamJob(
         name=name,
         frame=frame,
-        batch_function=RawBatchWriter(target),
+        batch_function=RawBatchWriter(target, files),
         checkpoint=checkpoint,
         trigger_interval=job.trigger,
         translate_error=translate,
+        stops_when_drained=not kind.spark_available_now,
     )
 
 
 @dataclass(frozen=True)
 class RawBatchWriter:
-    """foreachBatch function of the ingest jobs: stamps ingest time, appends to raw.<t>."""
+    """foreachBatch function of the ingest jobs: stamps ingest time, appends to raw.<t>
+    with the batch's source offset in the commit (what ``--recover from-table`` resumes at)."""
 
     target: IdempotentDeltaAppend
+    checkpoint: CheckpointFiles
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -64,4 +80,5 @@ class RawBatchWriter:
         stamped = frame.withColumn("ingest_ts", F.current_timestamp()).withColumn(
             "ingest_date", F.to_date("ingest_ts")
         )
-        self.target.write(stamped.select(*RAW.names), batch_id)
+        offset = self.checkpoint.source_offset(batch_id)
+        self.target.write(stamped.select(*RAW.names), batch_id, metadata={"source_offset": offset})

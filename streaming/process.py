@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from streaming.batch_metrics import BatchCounts, MetricsRecorder, ensure_metrics_table
+from streaming.checkpoint_guard import (
+    JobLedger,
+    Recovery,
+    checkpoint_files,
+    delta_starting_version,
+    guard,
+)
 from streaming.runtime import StreamJob
 from streaming.transforms.avro import AvroDecoder, avro_decoder
 from streaming.transforms.check import check, passed, quarantine_counts, slim
@@ -23,6 +30,7 @@ from streaming.transforms.spec import TableSpec
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import LakeSettings, Settings
 from streamlake.errors import UsageError
+from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table, table_exists
 from streamlake.lake.tables import PROCESSED_PARTITION
 
@@ -53,8 +61,13 @@ class ProcessTargets:
 
 
 def process_job(
-    spark: SparkSession, name: str, pipeline: Pipeline, settings: Settings
+    spark: SparkSession,
+    name: str,
+    pipeline: Pipeline,
+    settings: Settings,
+    recover: Recovery | None = None,
 ) -> StreamJob:
+    """The job, once its checkpoint agrees with processed.<table> (see ``checkpoint_guard``)."""
     job = pipeline.jobs[name]
     if job.kind != "process" or job.table is None:
         raise UsageError(f"{name} is not a process job")
@@ -64,19 +77,27 @@ def process_job(
             f"raw.{job.table} does not exist yet at {raw_path}",
             f"run the ingest job of {job.table} first",
         )
+    checkpoint = settings.lake.checkpoint_path(name)
+    files = checkpoint_files(checkpoint, settings)
+    ledger = JobLedger(
+        name, f"processed.{job.table}", settings.lake.table_path("processed", job.table)
+    )
+    start = guard(ledger, files, settings, recover)
     ensure_metrics_table(spark, settings.lake.meta_path("batch_metrics"))
     reader = spark.readStream.format("delta")
+    if start is not None:
+        reader = reader.option("startingVersion", delta_starting_version(start.source_offset))
     if job.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", job.max_files_per_trigger)
     if job.max_bytes_per_trigger or not job.max_files_per_trigger:
         limit = job.max_bytes_per_trigger or DEFAULT_MAX_BYTES_PER_TRIGGER
         reader = reader.option("maxBytesPerTrigger", limit)
-    checkpoint = settings.lake.checkpoint_path(name)
     spec = TableSpec.of(spark, job.table, pipeline.tables[job.table])
     writer = ProcessBatchWriter(
         spec,
         ProcessTargets.of(settings.lake, name, job.table, checkpoint),
         avro_decoder(spec.table, settings),
+        files,
     )
     return StreamJob(
         name=name,
@@ -91,11 +112,16 @@ class ProcessBatchWriter:
     """foreachBatch function of a process job; Spark calls it once per micro-batch."""
 
     def __init__(
-        self, spec: TableSpec, targets: ProcessTargets, decoder: AvroDecoder | None = None
+        self,
+        spec: TableSpec,
+        targets: ProcessTargets,
+        decoder: AvroDecoder | None = None,
+        checkpoint: CheckpointFiles | None = None,
     ) -> None:
         self.spec = spec
         self.targets = targets
         self.decoder = decoder
+        self.checkpoint = checkpoint
         self.watermark = Watermark(spec)
         self.started = False
 
@@ -126,9 +152,10 @@ class ProcessBatchWriter:
                 self.targets.quarantine.write(quarantine_rows(checked), batch_id)
             # Processed commits last, carrying the counts; metrics follow the data they count.
             merge = needs_schema_merge(kept.rows, processed, self.spec)
-            self.targets.processed.write(
-                kept.rows, batch_id, merge_schema=merge, metadata=counts.as_dict()
-            )
+            metadata = counts.as_dict()
+            if self.checkpoint is not None:  # what `--recover from-table` resumes after
+                metadata["source_offset"] = self.checkpoint.source_offset(batch_id)
+            self.targets.processed.write(kept.rows, batch_id, merge_schema=merge, metadata=metadata)
             self.targets.metrics.record(spark, batch_id, counts)
         finally:
             checked.unpersist()

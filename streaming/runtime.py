@@ -40,6 +40,9 @@ class StreamJob:
     checkpoint: str
     trigger_interval: str
     translate_error: ErrorTranslator = field(default=lambda _message: None)
+    # Available-now without Spark's trigger: the source offers nothing past the run's
+    # start, and the job is done at the first trigger that finds no new data.
+    stops_when_drained: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def start(job: StreamJob, mode: RunMode) -> StreamingQuery:
         .foreachBatch(job.batch_function)
         .option("checkpointLocation", job.checkpoint)
     )
-    if mode.available_now:
+    if mode.available_now and not job.stops_when_drained:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=job.trigger_interval)
@@ -135,6 +138,10 @@ def run(jobs: list[StreamJob], mode: RunMode, stop: StopSignal) -> None:
                 if failure is not None and not item.restart_after(failure, mode):
                     raise failure
                 item.note_progress()
+            for item in running:
+                if mode.available_now and item.job.stops_when_drained and drained(item.query):
+                    log.info("job %s read everything there was at its start", item.job.name)
+                    stop_at_boundary([item], mode.stop_grace_s)
             active = [item for item in running if item.query.isActive]
             if not active:
                 return
@@ -176,6 +183,20 @@ def stop_at_boundary(active: list[Running], grace_s: float) -> None:
         query.stop()
         raise_if_failed(item.job, query)
         log.info("job %s stopped at a batch boundary", item.job.name)
+
+
+def drained(query: StreamingQuery) -> bool:
+    """Whether the query's last trigger found no new data (and none is running)."""
+    status = query.status
+    return (
+        bool(query.isActive)
+        and not status.get("isTriggerActive")
+        and status.get("message") == NO_DATA_STATUS
+    )
+
+
+# MicroBatchExecution's status message after a trigger whose sources had nothing new.
+NO_DATA_STATUS = "Waiting for data to arrive"
 
 
 def last_batch_id(query: StreamingQuery) -> int:

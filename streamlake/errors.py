@@ -117,3 +117,16 @@ class JobError(StreamlakeError):
     def __str__(self) -> str:
         batch = f" (batch {self.batch_id})" if self.batch_id is not None else ""
         return f"job {self.job}{batch}: {super().__str__()}"
+
+
+@dataclass
+class CheckpointError(StreamlakeError):
+    """A job's checkpoint disagrees with the table it writes; going on would write records
+    twice or skip them. Terminal: the operator picks a recovery."""
+
+    job: str = ""
+    checkpoint: str = ""
+    table: str = ""
+
+    def __str__(self) -> str:
+        return f"job {self.job}: {super().__str__()}"

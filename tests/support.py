@@ -220,13 +220,17 @@ def kill_at_random_points(
 
 
 def run_process(
-    spark: Any, settings: Settings, pipeline: Pipeline, job: str = "process-orders"
+    spark: Any,
+    settings: Settings,
+    pipeline: Pipeline,
+    job: str = "process-orders",
+    recover: Any = None,
 ) -> None:
     """Run a process job with --available-now on the shared SparkSession."""
     from streaming import runtime
     from streaming.process import process_job
 
-    stream_job = process_job(spark, job, pipeline, settings)
+    stream_job = process_job(spark, job, pipeline, settings, recover)
     runtime.run([stream_job], runtime.RunMode(available_now=True), runtime.StopSignal())
 
 

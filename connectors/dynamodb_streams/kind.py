@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 class DynamoDbKind(SourceKind[DynamoDbSource]):
     kind = "dynamodb"
+    spark_available_now = False
 
     def resource_identity(self, source: DynamoDbSource) -> tuple[str, str]:
         return ("dynamodb table", source.table)

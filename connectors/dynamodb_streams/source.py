@@ -102,6 +102,11 @@ class DynamoDbStreamShards:
             )
         ]
 
+    def arrived_ms(self, record: Any) -> int | None:
+        # Whole seconds: a change made in the run's first second may count as there at start.
+        created = record["dynamodb"].get("ApproximateCreationDateTime")
+        return int(created.timestamp() * 1000) if isinstance(created, datetime) else None
+
     def oldest_sequence(self, shard_id: str) -> str | None:
         iterator = self.iterator(shard_id, None, TRIM_HORIZON)
         records = self.client.get_records(ShardIterator=iterator, Limit=1)["Records"]

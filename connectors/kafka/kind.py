@@ -59,7 +59,9 @@ class KafkaKind(SourceKind[KafkaSource]):
         options = KafkaStreamOptions(
             bootstrap_servers=request.settings.bootstrap_servers,
             topic=source.topic,
-            starting_offsets=source.starting_offsets,
+            # Spark logs a batch's end as the next offset per partition, which is what
+            # startingOffsets takes.
+            starting_offsets=request.start_offset or source.starting_offsets,
             max_offsets_per_trigger=source.max_offsets_per_trigger,
             fail_on_data_loss=not request.table.accept_data_loss,
             security_protocol=request.settings.kafka.security_protocol,

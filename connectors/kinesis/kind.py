@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 class KinesisKind(SourceKind[KinesisSource]):
     kind = "kinesis"
+    spark_available_now = False
 
     def resource_identity(self, source: KinesisSource) -> tuple[str, str]:
         return ("kinesis stream", source.stream)

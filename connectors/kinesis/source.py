@@ -79,6 +79,10 @@ class KinesisShards:
             for index, u in enumerate(user_records)
         ]
 
+    def arrived_ms(self, record: Any) -> int | None:
+        arrived = record.get("ApproximateArrivalTimestamp")
+        return int(arrived.timestamp() * 1000) if isinstance(arrived, datetime) else None
+
     def oldest_sequence(self, shard_id: str) -> str | None:
         iterator = self.iterator(shard_id, None, TRIM_HORIZON)
         records = self.client.get_records(ShardIterator=iterator, Limit=1)["Records"]

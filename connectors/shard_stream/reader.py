@@ -47,11 +47,14 @@ ApiFactory = Callable[[dict[str, str]], ShardApi]
 class ReaderOptions:
     checkpoint: str | None
     starting_position: str
+    starting_offset: str | None
     accept_data_loss: bool
     max_records_per_shard: int | None
     page_limit: int
     min_call_interval_s: float
     probe_budget_s: float | None
+    # An available-now run reads records that arrived up to its start, then offers no more.
+    arrived_until_ms: int | None
 
     @classmethod
     def parse(cls, options: dict[str, str]) -> ReaderOptions:
@@ -59,15 +62,20 @@ class ReaderOptions:
         return cls(
             checkpoint=options.get("checkpoint"),
             starting_position=options.get("starting_position", TRIM_HORIZON),
+            starting_offset=options.get("starting_offset"),
             accept_data_loss=options.get("accept_data_loss", "false") == "true",
             max_records_per_shard=int(cap) if cap else None,
             page_limit=int(options.get("page_limit", "10000")),
             min_call_interval_s=float(options.get("min_call_interval_s", "0.2")),
-            # "none": read every shard to its tip, as an available-now run must.
+            # "none": no time limit on a probe, as an available-now run needs (a probe that
+            # gave up with nothing would look like the end of the run's data).
             probe_budget_s=(
                 None
                 if options.get("probe_budget_s") == "none"
                 else float(options.get("probe_budget_s", "10"))
+            ),
+            arrived_until_ms=(
+                int(options["arrived_until_ms"]) if options.get("arrived_until_ms") else None
             ),
         )
 
@@ -112,6 +120,8 @@ class ShardStreamReader(DataSourceStreamReader):
 
     def initialOffset(self) -> dict[str, Any]:  # noqa: N802 (Spark's hook names)
         # Computed once: Spark asks again when it runs (and replays) batch 0.
+        if self._initial is None and self.settings.starting_offset:
+            self._initial = StreamOffset.from_json(self.settings.starting_offset).to_json()
         if self._initial is None:
             initial = TRIM_HORIZON
             if self.settings.starting_position == "LATEST":
@@ -220,13 +230,19 @@ class ShardStreamReader(DataSourceStreamReader):
         budget = self.settings.probe_budget_s
         deadline = None if budget is None else time.monotonic() + budget
         for page in self.reads.pages(shard_id, iterator, state.after, state.initial):
-            if page.records:
-                last = self.api.sequence_of(page.records[-1])
-                count += len(page.records)
+            records = self._arrived_in_time(page.records)
+            if records:
+                last = self.api.sequence_of(records[-1])
+                count += len(records)
                 empty = 0
             else:
                 empty += 1
             iterator = page.next_iterator
+            if len(records) < len(page.records):
+                # Past the run's start: this shard is done for the run. The iterator is past
+                # ``last`` and is not kept.
+                self._iterators.pop(shard_id, None)
+                return ShardState(after=last, initial=state.initial)
             if (
                 self.reads.at_tip(page)
                 or empty >= MAX_EMPTY_PAGES
@@ -239,6 +255,18 @@ class ShardStreamReader(DataSourceStreamReader):
         if count:
             log.debug("probe %s: %s new records up to %s", shard_id, count, last)
         return new_state
+
+    def _arrived_in_time(self, records: list[Any]) -> list[Any]:
+        """The leading records that arrived by the available-now run's start (all of them
+        outside such a run)."""
+        until = self.settings.arrived_until_ms
+        if until is None:
+            return records
+        for index, record in enumerate(records):
+            arrived = self.api.arrived_ms(record)
+            if arrived is not None and arrived > until:
+                return records[:index]
+        return records
 
     # -- executors ----------------------------------------------------------------------
 
@@ -263,17 +291,22 @@ def open_shard_stream(
     request: StreamRequest, data_source: type[ShardDataSource], options: dict[str, str]
 ) -> DataFrame:
     """The source as raw-layer rows (without the ingest columns) through ``data_source``.
-    Available-now runs, which Spark gives a single batch, read every shard to its tip with
-    no per-batch cap or time budget."""
+
+    Spark has no available-now contract for Python sources (it falls back to one batch,
+    which after a crash is only the replayed one). An available-now run here reads the
+    records that arrived before it started, in batches within the usual cap, and then
+    offers nothing more: the runtime stops the query at the first trigger without data."""
     merged = {
         **request.aws.options(),
         "checkpoint": request.checkpoint,
         "accept_data_loss": str(request.table.accept_data_loss).lower(),
         **options,
     }
+    if request.start_offset:
+        merged["starting_offset"] = request.start_offset
     if request.available_now:
         merged["probe_budget_s"] = "none"
-        merged.pop("max_records_per_shard", None)
+        merged["arrived_until_ms"] = str(int(time.time() * 1000))
     request.spark.dataSource.register(data_source)
     return request.spark.readStream.format(data_source.name()).options(**merged).load()
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, TypeVar
 
 import typer
 
 from connectors.aws import aws_endpoint
 from streamlake.cli.context import cli_context
 from streamlake.errors import UsageError
+
+T = TypeVar("T", bound=Enum)
 
 app = typer.Typer(help="Run streaming jobs.", no_args_is_help=True)
 
@@ -27,9 +30,21 @@ def run_command(
             "--until-idle", min=0.0, help="Exit once no new data arrived for this many seconds."
         ),
     ] = None,
+    recover: Annotated[
+        str | None,
+        typer.Option(
+            "--recover",
+            help=(
+                "For one job whose checkpoint disagrees with its table: move the checkpoint "
+                "aside and start after the table's last batch (from-table) or at the "
+                "source's configured position (fresh)."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Run streaming jobs; with no flag, until SIGINT/SIGTERM, stopping at a batch boundary."""
     from streaming import ingest, process, runtime
+    from streaming.checkpoint_guard import Recovery
     from streaming.listener import BatchLogListener
     from streamlake.spark_session import build_spark_session
 
@@ -38,6 +53,7 @@ def run_command(
     pipeline, settings = config.pipeline, config.settings
     runnable = [n for n, j in pipeline.jobs.items() if j.kind in ("ingest", "process")]
     names = select_jobs(job, runnable, list(pipeline.jobs))
+    recovery = parse_recovery(recover, names, Recovery)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("streaming").setLevel(logging.INFO)
     stop = runtime.StopSignal()
@@ -47,9 +63,9 @@ def run_command(
         try:
             aws = aws_endpoint(settings)
             jobs = [
-                ingest.ingest_job(spark, name, pipeline, settings, aws, available_now)
+                ingest.ingest_job(spark, name, pipeline, settings, aws, available_now, recovery)
                 if pipeline.jobs[name].kind == "ingest"
-                else process.process_job(spark, name, pipeline, settings)
+                else process.process_job(spark, name, pipeline, settings, recovery)
                 for name in names
             ]
             mode = runtime.RunMode(available_now=available_now, until_idle_s=until_idle)
@@ -70,3 +86,14 @@ def select_jobs(requested: str, runnable: list[str], declared: list[str]) -> lis
             f"runnable streaming jobs: {', '.join(runnable)}",
         )
     raise UsageError(f"no job named {requested!r}", f"declared jobs: {', '.join(declared)}")
+
+
+def parse_recovery(value: str | None, names: list[str], choices: type[T]) -> T | None:
+    if value is None:
+        return None
+    allowed = [str(choice.value) for choice in choices]
+    if value not in allowed:
+        raise UsageError(f"--recover {value!r} is not a recovery", f"use {' or '.join(allowed)}")
+    if len(names) != 1:
+        raise UsageError("--recover applies to one job", "name the job instead of 'all'")
+    return choices(value)

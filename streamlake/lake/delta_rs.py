@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamlake.config.settings import Settings
 
@@ -55,3 +56,23 @@ def last_transaction_version(path: str, settings: Settings, app_id: str) -> int 
         return None
     version = open_delta_table(path, settings).transaction_version(app_id)
     return None if version is None else int(version)
+
+
+# Commits looked at for a job's newest tagged one: other writers (replay, compaction) add
+# commits between a job's batches, never this many while the job is stopped.
+HISTORY_DEPTH = 1000
+
+
+def newest_tagged_commit(path: str, settings: Settings, txn_prefix: str) -> dict[str, Any] | None:
+    """The userMetadata of the newest commit whose ``txn`` tag (see IdempotentDeltaAppend)
+    starts with ``txn_prefix``; None if there is none (or no table)."""
+    if not delta_table_exists(path, settings):
+        return None
+    for commit in open_delta_table(path, settings).history(HISTORY_DEPTH):
+        try:
+            tagged = json.loads(commit.get("userMetadata") or "")
+        except ValueError:
+            continue  # untagged, or another writer's free text
+        if isinstance(tagged, dict) and str(tagged.get("txn", "")).startswith(txn_prefix):
+            return tagged
+    return None

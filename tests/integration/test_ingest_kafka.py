@@ -156,6 +156,32 @@ def test_restart_replaying_a_batch_written_but_not_committed_goes_on(
     assert_exactly_the_topic(raw_rows(with_lake(settings, tmp_path)), bootstrap, topic)
 
 
+def test_a_checkpoint_that_lost_its_metadata_stops_then_recovers_from_the_table(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    """Without its metadata the restarted query would get a new id and write its last batch
+    again; the job refuses, and --recover from-table resumes after the table's last batch."""
+    bootstrap = settings.bootstrap_servers
+    topic = new_topic(bootstrap)
+    pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 3})
+    job = cli_job(tmp_path, stack_env, pipeline)
+    produce(bootstrap, topic, 300)
+    assert job.run("--available-now").returncode == 0
+    (job.checkpoint / "metadata").unlink()
+    produce(bootstrap, topic, 200, start=300)
+
+    refused = job.run("--available-now")
+
+    assert refused.returncode == 1
+    message = refused.stderr.strip().splitlines()[-1]
+    assert "lost its metadata" in message and "--recover from-table" in message
+    assert len(raw_rows(with_lake(settings, tmp_path))) == 300
+    recovered = job.run("--available-now", "--recover", "from-table")
+    assert recovered.returncode == 0, recovered.stderr[-3000:]
+    assert list(tmp_path.glob("checkpoints/ingest-events.replaced-*/offsets"))
+    assert_exactly_the_topic(raw_rows(with_lake(settings, tmp_path)), bootstrap, topic)
+
+
 def test_retention_deleting_unread_data_stops_with_the_lost_range(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:

@@ -4,16 +4,20 @@ ends once in processed or quarantine, or is a counted duplicate."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streaming.checkpoint_guard import Recovery
+from streamlake.errors import CheckpointError
 from streamlake.produce.events import EventMix, events_for
 from tests.support import (
     cli_job,
     kill_at_random_points,
     lake_rows,
+    run_process,
     with_lake,
     write_raw,
 )
@@ -47,3 +51,30 @@ def test_sigkill_and_restart_write_every_record_once(
     assert len(ids_kept) == len(processed)
     dropped = set(map(str, range(600))) - set(kept) - set(bad)
     assert all(json.loads(events[int(p)].payload)["order_id"] in ids_kept for p in dropped)
+
+
+def test_a_checkpoint_restored_from_an_older_copy_stops_then_recovers_from_the_table(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """An older copy of the checkpoint would run its next batches under batch ids the table
+    already holds, and Delta would skip them as written: the job refuses to start, and
+    --recover from-table resumes after the last raw version the table recorded."""
+    local = with_lake(settings, tmp_path)
+    events = list(events_for("orders", EventMix(90, seed=4)))
+    write_raw(spark, local, "orders", [e.payload for e in events[:30]], commits=1)
+    run_process(spark, local, loaded.pipeline)
+    checkpoint = Path(local.lake.checkpoint_path("process-orders"))
+    old_copy = tmp_path / "old-checkpoint"
+    shutil.copytree(checkpoint, old_copy)
+    write_raw(spark, local, "orders", [e.payload for e in events[30:60]], first_position=30)
+    run_process(spark, local, loaded.pipeline)
+    shutil.rmtree(checkpoint)
+    shutil.copytree(old_copy, checkpoint)
+    write_raw(spark, local, "orders", [e.payload for e in events[60:]], first_position=60)
+
+    with pytest.raises(CheckpointError, match="older than the table"):
+        run_process(spark, local, loaded.pipeline)
+    run_process(spark, local, loaded.pipeline, recover=Recovery.FROM_TABLE)
+
+    ids = [r["order_id"] for r in lake_rows(local, "processed", "orders")]
+    assert sorted(ids) == sorted(json.loads(e.payload)["order_id"] for e in events)

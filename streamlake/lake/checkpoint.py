@@ -1,0 +1,163 @@
+"""A streaming query's checkpoint read as files, without a JVM: Spark's ``metadata`` (the
+query id), its ``offsets`` and ``commits`` logs, and the owner marker streamlake adds.
+
+Spark's log files are ``v1`` on the first line, then one JSON document per line: the batch's
+own metadata, then each source's end offset (offsets) or ``{"nextBatchWatermarkMs":..}``
+(commits). Works on the local disk and on S3 (``s3a://`` or ``s3://``, with a boto3 client).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OWNER_FILE = "streamlake-owner.json"
+
+
+class CheckpointFileError(Exception):
+    """A checkpoint file that exists but cannot be read as Spark wrote it."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        super().__init__(f"{name}: {why}")
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """The files under one checkpoint location; ``s3`` is needed only for S3 locations."""
+
+    location: str
+    s3: Any | None = None
+
+    @property
+    def on_s3(self) -> bool:
+        return self.location.startswith(("s3a://", "s3://"))
+
+    def _local(self, name: str = "") -> Path:
+        root = Path(self.location.removeprefix("file:"))
+        return root / name if name else root
+
+    def _client(self) -> Any:
+        if self.s3 is None:
+            raise ValueError(f"an S3 client is needed to read the checkpoint {self.location}")
+        return self.s3
+
+    def _bucket_key(self, name: str = "") -> tuple[str, str]:
+        bucket, _, prefix = self.location.split("://", 1)[1].partition("/")
+        prefix = prefix.rstrip("/")
+        return bucket, f"{prefix}/{name}" if name else f"{prefix}/"
+
+    def read(self, name: str) -> str | None:
+        """The file's text, None if it does not exist."""
+        if not self.on_s3:
+            path = self._local(name)
+            return path.read_text(encoding="utf-8") if path.is_file() else None
+        bucket, key = self._bucket_key(name)
+        try:
+            body = self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self._client().exceptions.NoSuchKey:
+            return None
+        return str(body.decode("utf-8"))
+
+    def write(self, name: str, text: str) -> None:
+        if not self.on_s3:
+            path = self._local(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        bucket, key = self._bucket_key(name)
+        self._client().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+
+    def names(self, directory: str) -> list[str]:
+        """The names of the files directly under ``directory`` (empty if there is none)."""
+        if not self.on_s3:
+            path = self._local(directory)
+            return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+        bucket, prefix = self._bucket_key(f"{directory}/")
+        found = []
+        for page in (
+            self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        ):
+            found += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+        return sorted(name for name in found if name and "/" not in name)
+
+    def is_empty(self) -> bool:
+        """True when nothing was ever written here (no metadata, offsets or commits)."""
+        return self.read("metadata") is None and not self.batch_ids("offsets") + self.batch_ids(
+            "commits"
+        )
+
+    def batch_ids(self, log: str) -> list[int]:
+        """The batch ids in the ``offsets`` or ``commits`` log, ascending."""
+        return sorted(int(name) for name in self.names(log) if name.isdigit())
+
+    def move_aside(self, suffix: str) -> str:
+        """Move the checkpoint to ``<location>.<suffix>``, keeping it for inspection."""
+        target = f"{self.location.rstrip('/')}.{suffix}"
+        if not self.on_s3:
+            self._local().rename(Path(target.removeprefix("file:")))
+            return target
+        bucket, prefix = self._bucket_key()
+        _, target_prefix = CheckpointFiles(target, self.s3)._bucket_key()
+        for page in (
+            self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        ):
+            for item in page.get("Contents", []):
+                moved = target_prefix + item["Key"][len(prefix) :]
+                source = {"Bucket": bucket, "Key": item["Key"]}
+                self._client().copy_object(Bucket=bucket, Key=moved, CopySource=source)
+                self._client().delete_object(Bucket=bucket, Key=item["Key"])
+        return target
+
+    # -- Spark's files, parsed ------------------------------------------------------------
+
+    def query_id(self) -> str | None:
+        """The query id in ``metadata``; None if the file is missing."""
+        text = self.read("metadata")
+        if text is None:
+            return None
+        try:
+            return str(json.loads(text.strip().splitlines()[0])["id"])
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            raise CheckpointFileError("metadata", "not the query metadata Spark writes") from exc
+
+    def log_entry(self, log: str, batch_id: int) -> list[str]:
+        """The JSON lines of one log file after its version line; raises if it is cut short."""
+        name = f"{log}/{batch_id}"
+        text = self.read(name)
+        if text is None:
+            raise CheckpointFileError(name, "missing")
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines or not lines[0].startswith("v"):
+            raise CheckpointFileError(name, "empty or cut short (no version line)")
+        for line in lines[1:]:
+            try:
+                json.loads(line)
+            except ValueError as exc:
+                raise CheckpointFileError(name, "cut short (a line is not JSON)") from exc
+        if log == "offsets" and len(lines) < 3:
+            raise CheckpointFileError(name, "cut short (no source offset)")
+        return lines[1:]
+
+    def source_offset(self, batch_id: int) -> str:
+        """The end offset of batch ``batch_id`` of the query's single source, as Spark logged
+        it (a JSON document)."""
+        return self.log_entry("offsets", batch_id)[1]
+
+    def marker(self) -> dict[str, Any] | None:
+        """The owner marker (which job owns the checkpoint, how it was started), or None."""
+        text = self.read(OWNER_FILE)
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise CheckpointFileError(OWNER_FILE, "not an owner marker") from exc
+        if not isinstance(data, dict) or "job" not in data:
+            raise CheckpointFileError(OWNER_FILE, "not an owner marker")
+        return data
+
+    def write_marker(self, marker: dict[str, Any]) -> None:
+        self.write(OWNER_FILE, json.dumps(marker, sort_keys=True))
