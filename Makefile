@@ -12,7 +12,7 @@ PYSPARK_VERSION := 4.1.1
 WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint format bench clean distclean
+.PHONY: setup demo test test-unit lint format bench audit clean distclean
 
 setup: $(VENV)/.installed $(JARS)/.resolved
 
@@ -55,6 +55,10 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Known vulnerabilities in the installed Python packages (the project itself skipped).
+audit: setup
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
 
 clean:
 	rm -rf .streamlake .pytest_cache .mypy_cache .ruff_cache target

@@ -65,7 +65,8 @@ class StreamRequest:
     """What an ingest job asks of its source's stream: the table it fills, where its
     checkpoint is, whether it runs available-now (everything there is, then stop), and, for
     a new checkpoint that resumes a recovered job, the source offset (as Spark logged it)
-    after which to start instead of the source's configured start."""
+    after which to start instead of the source's configured start, and the gaps of lost
+    records an operator accepted for this run (``<stream>/<shard>/<after>..<until>``)."""
 
     spark: SparkSession
     table: Table
@@ -74,6 +75,7 @@ class StreamRequest:
     checkpoint: str
     available_now: bool
     start_offset: str | None = None
+    accepted_gaps: tuple[str, ...] = ()
 
 
 SourceT = TypeVar("SourceT")

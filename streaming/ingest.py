@@ -30,6 +30,7 @@ def ingest_job(
     aws: AwsEndpoint,
     available_now: bool = False,
     recover: Recovery | None = None,
+    accepted_gaps: tuple[str, ...] = (),
 ) -> StreamJob:
     """The job, once its checkpoint agrees with raw.<table> (see ``checkpoint_guard``)."""
     job = pipeline.jobs[name]
@@ -49,6 +50,7 @@ def ingest_job(
         checkpoint,
         available_now,
         start_offset=None if start is None else start.source_offset,
+        accepted_gaps=accepted_gaps,
     )
     kind = source_kind(source)
     frame, translate = kind.open_stream(source, request)

@@ -31,7 +31,8 @@ def kafka_lag(source: Any) -> int | None:
         if not isinstance(partitions, dict):
             return None
         for partition, offset in partitions.items():
-            done = end.get(topic, {}).get(partition, offset)
+            # A partition the batch did not reach yet (added since) is unread from its start.
+            done = end.get(topic, {}).get(partition, 0)
             if not isinstance(offset, int) or not isinstance(done, int):
                 return None  # not Kafka's offsets (the shard sources log sequence numbers)
             lag += max(0, offset - done)

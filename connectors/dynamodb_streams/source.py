@@ -72,6 +72,18 @@ class DynamoDbStreamShards:
             kwargs.update(ShardIteratorType=TRIM_HORIZON)
         return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
 
+    def iterator_at(self, shard_id: str, sequence: str) -> str:
+        answer = self.client.get_shard_iterator(
+            StreamArn=self.arn,
+            ShardId=shard_id,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            SequenceNumber=sequence,
+        )
+        return str(answer["ShardIterator"])
+
+    def retention_s(self) -> float:
+        return STREAM_RETENTION_S
+
     def get_records(self, iterator: str, limit: int) -> Page:
         answer = self.client.get_records(ShardIterator=iterator, Limit=min(limit, 1000))
         return Page(answer["Records"], answer.get("NextShardIterator"), None)
@@ -111,6 +123,10 @@ class DynamoDbStreamShards:
         iterator = self.iterator(shard_id, None, TRIM_HORIZON)
         records = self.client.get_records(ShardIterator=iterator, Limit=1)["Records"]
         return self.sequence_of(records[0]) if records else None
+
+
+# DynamoDB Streams keeps change records for 24 hours; it is not configurable.
+STREAM_RETENTION_S = 24 * 3600.0
 
 
 def json_default(value: Any) -> Any:

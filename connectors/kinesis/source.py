@@ -57,6 +57,19 @@ class KinesisShards:
             kwargs.update(ShardIteratorType=TRIM_HORIZON)
         return str(self.client.get_shard_iterator(**kwargs)["ShardIterator"])
 
+    def iterator_at(self, shard_id: str, sequence: str) -> str:
+        answer = self.client.get_shard_iterator(
+            StreamName=self.stream,
+            ShardId=shard_id,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            StartingSequenceNumber=sequence,
+        )
+        return str(answer["ShardIterator"])
+
+    def retention_s(self) -> float:
+        summary = self.client.describe_stream_summary(StreamName=self.stream)
+        return float(summary["StreamDescriptionSummary"]["RetentionPeriodHours"]) * 3600
+
     def get_records(self, iterator: str, limit: int) -> Page:
         answer = self.client.get_records(ShardIterator=iterator, Limit=limit)
         return Page(

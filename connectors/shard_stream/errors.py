@@ -41,7 +41,14 @@ def translate(message: str) -> StreamlakeError | None:
     if data.get("kind") == "data_loss":
         return DataLossError(
             data.get("message", "records were trimmed before the job read them"),
-            "set accept_data_loss on the table to go on past the gap",
+            (
+                f"to go on past this gap once, rerun the job with --accept-gap "
+                f"{data['stream']}/{data['partition']}/{data.get('lost_from', '')}.."
+                f"{data.get('lost_to', '')}; accept_data_loss on the table turns these checks "
+                "off for good"
+                if data.get("lost_from") and data.get("lost_to")
+                else "set accept_data_loss on the table to go on past the gap"
+            ),
             stream=data["stream"],
             partition=data["partition"],
             lost_from=data.get("lost_from", ""),

@@ -2,7 +2,9 @@
 
 A shard's state says what has been consumed: every record up to and including ``after``
 (none yet when ``after`` is None, reading then starts at ``initial``), and whether the shard
-is closed and fully consumed (``finished``), which releases its children.
+is closed and fully consumed (``finished``), which releases its children. ``first`` is the
+first record of the batch that ended at ``after``, which tells an executor that finds the
+batch's start trimmed whether only consumed records went.
 """
 
 from __future__ import annotations
@@ -19,13 +21,26 @@ class ShardState:
     after: str | None = None
     initial: str = TRIM_HORIZON  # TRIM_HORIZON, or AT_TIMESTAMP:<epoch millis>
     finished: bool = False
+    first: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"after": self.after, "initial": self.initial, "finished": self.finished}
+        data: dict[str, Any] = {
+            "after": self.after,
+            "initial": self.initial,
+            "finished": self.finished,
+        }
+        if self.first is not None:
+            data["first"] = self.first
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShardState:
-        return cls(data.get("after"), data.get("initial", TRIM_HORIZON), bool(data.get("finished")))
+        return cls(
+            data.get("after"),
+            data.get("initial", TRIM_HORIZON),
+            bool(data.get("finished")),
+            data.get("first"),
+        )
 
     def consumed_to(self, sequence: str) -> ShardState:
         return replace(self, after=sequence)

@@ -15,6 +15,7 @@ every parent still in the stream is closed and fully read.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,14 @@ from connectors.shard_stream.calls import PacedCaller
 from connectors.shard_stream.checkpoint import last_logged_offset
 from connectors.shard_stream.errors import data_loss
 from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, StreamOffset
-from connectors.shard_stream.shard_reads import MAX_EMPTY_PAGES, ShardRange, ShardReads
+from connectors.shard_stream.shard_reads import (
+    MAX_EMPTY_PAGES,
+    AcceptedGap,
+    ShardCursor,
+    ShardRange,
+    ShardReads,
+)
+from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.tables import SOURCE_RECORD
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ class ReaderOptions:
     probe_budget_s: float | None
     # An available-now run reads records that arrived up to its start, then offers no more.
     arrived_until_ms: int | None
+    accepted_gaps: tuple[AcceptedGap, ...]
 
     @classmethod
     def parse(cls, options: dict[str, str]) -> ReaderOptions:
@@ -77,6 +86,9 @@ class ReaderOptions:
             arrived_until_ms=(
                 int(options["arrived_until_ms"]) if options.get("arrived_until_ms") else None
             ),
+            accepted_gaps=tuple(
+                AcceptedGap.parse(gap) for gap in json.loads(options.get("accepted_gaps", "[]"))
+            ),
         )
 
 
@@ -91,7 +103,8 @@ class ShardStreamReader(DataSourceStreamReader):
         self._api: ShardApi | None = None
         self._reads: ShardReads | None = None
         self._position: StreamOffset | None = None
-        self._iterators: dict[str, tuple[ShardState, str | None]] = {}
+        self._cursors: dict[str, tuple[ShardState, ShardCursor]] = {}
+        self._quiet_saved: dict[str, tuple[str, float]] = {}
         self._initial: dict[str, Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -112,7 +125,12 @@ class ShardStreamReader(DataSourceStreamReader):
         if self._reads is None:
             caller = PacedCaller(self.settings.min_call_interval_s)
             self._reads = ShardReads(
-                self.api, caller, self.settings.page_limit, self.settings.accept_data_loss
+                self.api,
+                caller,
+                self.settings.page_limit,
+                self.settings.accept_data_loss,
+                self.settings.accepted_gaps,
+                quiet=self._load_quiet(),
             )
         return self._reads
 
@@ -155,6 +173,7 @@ class ShardStreamReader(DataSourceStreamReader):
                 states.update(dict(probes))
             probed.update(ready)
         self._position = StreamOffset(states)
+        self._save_quiet()
         return self._position.to_json()
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[InputPartition]:
@@ -167,14 +186,16 @@ class ShardStreamReader(DataSourceStreamReader):
                 continue
             # Where reading starts comes from the logged end offset, so a replay repeats it.
             ranges.append(
-                ShardRange(shard_id, start_state.after, end_state.initial, end_state.after)
+                ShardRange(
+                    shard_id, start_state.after, end_state.initial, end_state.after, end_state.first
+                )
             )
         return ranges
 
     def commit(self, end: dict[str, Any]) -> None:
         finished = {sid for sid, s in StreamOffset.from_json(end).shards.items() if s.finished}
         for shard_id in finished:
-            self._iterators.pop(shard_id, None)
+            self._cursors.pop(shard_id, None)
 
     def _restored_position(self) -> StreamOffset:
         logged = None
@@ -219,30 +240,37 @@ class ShardStreamReader(DataSourceStreamReader):
 
     def _probe(self, shard_id: str, state: ShardState) -> ShardState:
         """Read ahead from ``state`` to the shard's tail (or the cap); return the new state."""
-        cached = self._iterators.get(shard_id)
-        if cached is not None and cached[0] == state and cached[1] is not None:
-            iterator: str | None = cached[1]
+        cached = self._cursors.get(shard_id)
+        if cached is not None and cached[0] == state and not cached[1].ended:
+            cursor = cached[1]
         else:
-            self.reads.check_not_trimmed(shard_id, state)
-            iterator = self.reads.iterator(shard_id, state.after, state.initial)
-        last, count, empty = state.after, 0, 0
+            cursor = self.reads.cursor(shard_id, state.after, state.initial)
+        last, first, count, empty = state.after, None, 0, 0
         cap = self.settings.max_records_per_shard
         budget = self.settings.probe_budget_s
         deadline = None if budget is None else time.monotonic() + budget
-        for page in self.reads.pages(shard_id, iterator, state.after, state.initial):
+
+        def page_size() -> int:
+            # A record verifying the position comes first and is dropped: one more.
+            room = self.reads.page_limit if not cap else max(1, cap - count) + 1
+            return min(self.reads.page_limit, room)
+
+        for page in cursor.pages(page_size):
             records = self._arrived_in_time(page.records)
             if records:
+                first = first or self.api.sequence_of(records[0])
                 last = self.api.sequence_of(records[-1])
                 count += len(records)
                 empty = 0
             else:
                 empty += 1
-            iterator = page.next_iterator
             if len(records) < len(page.records):
-                # Past the run's start: this shard is done for the run. The iterator is past
+                # Past the run's start: this shard is done for the run. The cursor is past
                 # ``last`` and is not kept.
-                self._iterators.pop(shard_id, None)
-                return ShardState(after=last, initial=state.initial)
+                self._cursors.pop(shard_id, None)
+                return ShardState(last, state.initial, first=first if count else state.first)
+            if self.reads.at_tip(page) and last is not None:
+                self.reads.quiet[shard_id] = (last, time.time())
             if (
                 self.reads.at_tip(page)
                 or empty >= MAX_EMPTY_PAGES
@@ -250,11 +278,49 @@ class ShardStreamReader(DataSourceStreamReader):
                 or (deadline is not None and time.monotonic() > deadline)
             ):
                 break
-        new_state = ShardState(after=last, initial=state.initial, finished=iterator is None)
-        self._iterators[shard_id] = (new_state, iterator)
+        new_state = ShardState(
+            last, state.initial, finished=cursor.ended, first=first if count else state.first
+        )
+        self._cursors[shard_id] = (new_state, cursor)
         if count:
             log.debug("probe %s: %s new records up to %s", shard_id, count, last)
         return new_state
+
+    # Evidence that a shard had nothing after a position is kept beside Spark's logs, so a
+    # restart can still tell a trim of consumed records from a loss.
+    QUIET_FILE = "shard_quiet.json"
+    QUIET_SAVE_EVERY_S = 60.0
+
+    def _checkpoint_files(self) -> CheckpointFiles | None:
+        if not self.settings.checkpoint:
+            return None
+        return CheckpointFiles(self.settings.checkpoint, self._checkpoint_s3_client())
+
+    def _load_quiet(self) -> dict[str, tuple[str, float]]:
+        files = self._checkpoint_files()
+        text = files.read(self.QUIET_FILE) if files else None
+        if not text:
+            return {}
+        try:
+            saved = json.loads(text)
+            quiet = {shard: (str(v[0]), float(v[1])) for shard, v in saved.items()}
+        except (ValueError, TypeError, IndexError, AttributeError):
+            log.warning("ignoring an unreadable %s", self.QUIET_FILE)
+            return {}
+        self._quiet_saved = dict(quiet)
+        return quiet
+
+    def _save_quiet(self) -> None:
+        quiet = self.reads.quiet
+        stale = any(
+            self._quiet_saved.get(shard, ("", 0.0))[0] != position
+            or seen - self._quiet_saved[shard][1] > self.QUIET_SAVE_EVERY_S
+            for shard, (position, seen) in quiet.items()
+        )
+        files = self._checkpoint_files()
+        if stale and files is not None:
+            files.write(self.QUIET_FILE, json.dumps({s: list(v) for s, v in quiet.items()}))
+            self._quiet_saved = dict(quiet)
 
     def _arrived_in_time(self, records: list[Any]) -> list[Any]:
         """The leading records that arrived by the available-now run's start (all of them
@@ -304,6 +370,8 @@ def open_shard_stream(
     }
     if request.start_offset:
         merged["starting_offset"] = request.start_offset
+    if request.accepted_gaps:
+        merged["accepted_gaps"] = json.dumps(list(request.accepted_gaps))
     if request.available_now:
         merged["probe_budget_s"] = "none"
         merged["arrived_until_ms"] = str(int(time.time() * 1000))

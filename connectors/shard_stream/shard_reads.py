@@ -5,16 +5,17 @@ Used by the reader's driver probes and its executor reads alike."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql.datasource import InputPartition
 
 from connectors.shard_stream.api import Page, ShardApi, SourceRecord
 from connectors.shard_stream.calls import PacedCaller, error_code
 from connectors.shard_stream.errors import data_loss
-from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, sequence_key
+from connectors.shard_stream.offsets import TRIM_HORIZON, sequence_key
 from streamlake.lake.tables import SOURCE_RECORD
 
 if TYPE_CHECKING:
@@ -28,12 +29,49 @@ MAX_EMPTY_PAGES = 20
 
 @dataclass(frozen=True)
 class ShardRange(InputPartition):
-    """One shard's records of a batch: after ``after`` (or from ``initial``) to ``end``."""
+    """One shard's records of a batch: after ``after`` (or from ``initial``) to ``end``;
+    ``first`` is the range's first record as the driver saw it, if known."""
 
     shard_id: str
     after: str | None
     initial: str
     end: str
+    first: str | None = None
+
+
+@dataclass(frozen=True)
+class AcceptedGap:
+    """An operator's one-shot acceptance of records lost on one shard: after ``after`` up
+    to (not including) ``until``; spelled ``<stream>/<shard>/<after>..<until>``."""
+
+    stream: str
+    shard: str
+    after: str
+    until: str
+
+    @classmethod
+    def parse(cls, text: str) -> AcceptedGap:
+        try:
+            stream, shard, span = text.rsplit("/", 2)
+            after, until = span.split("..")
+            sequence_key(after), sequence_key(until)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not <stream>/<shard>/<after>..<until> with sequence numbers"
+            ) from None
+        return cls(stream, shard, after, until)
+
+    @property
+    def spelled(self) -> str:
+        return f"{self.stream}/{self.shard}/{self.after}..{self.until}"
+
+    def covers(self, stream: str, shard: str, after: str, first: str) -> bool:
+        """Whether records lost after ``after`` and before ``first`` lie inside the gap."""
+        if (self.stream, self.shard) != (stream, shard) or not after or not first:
+            return False
+        return sequence_key(self.after) <= sequence_key(after) and sequence_key(
+            first
+        ) <= sequence_key(self.until)
 
 
 @dataclass
@@ -42,25 +80,19 @@ class ShardReads:
     caller: PacedCaller
     page_limit: int
     accept_data_loss: bool
+    accepted_gaps: tuple[AcceptedGap, ...] = ()
+    # Driver only: shard -> (position, wall time) at which the shard had nothing after the
+    # position. A later trim past that position took only consumed records if the time is
+    # within the retention: records that arrived after it are younger than any trimmed.
+    quiet: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _retention_s: float | None = None
 
-    def pages(
-        self, shard_id: str, iterator: str | None, after: str | None, initial: str
-    ) -> Iterator[Page]:
-        """GetRecords pages from ``iterator`` to the end of a closed shard (or until the caller
-        stops); an expired iterator is renewed after the last record already given."""
-        last = after
-        while iterator is not None:
-            try:
-                page = self.caller.call(shard_id, self.api.get_records, iterator, self.page_limit)
-            except Exception as exc:
-                if error_code(exc) != "ExpiredIteratorException":
-                    raise
-                iterator = self.iterator(shard_id, last, initial)
-                continue
-            if page.records:
-                last = self.api.sequence_of(page.records[-1])
-            yield page
-            iterator = page.next_iterator
+    def cursor(
+        self, shard_id: str, after: str | None, initial: str, expected_next: str | None = None
+    ) -> ShardCursor:
+        """Reads of the shard from just after ``after`` (or from ``initial``), checking on the
+        way that ``after`` was not trimmed with unread records behind it."""
+        return ShardCursor(self, shard_id, initial, after, expected_next)
 
     def at_tip(self, page: Page) -> bool:
         """Whether the page reached the shard's newest record when it was read.
@@ -72,37 +104,62 @@ class ShardReads:
             return page.millis_behind == 0 and len(page.records) < self.page_limit
         return not page.records
 
-    def iterator(self, shard_id: str, after: str | None, initial: str) -> str:
+    def iterator_from(self, shard_id: str, after: str | None, initial: str) -> tuple[str, bool]:
+        """An iterator at ``after`` (its first record must be ``after``: True) or, with no
+        position, at ``initial`` (False). DynamoDB Streams refuses a trimmed position: the
+        iterator then starts at the oldest record, once ``trimmed`` allowed it."""
+        key = f"iterator:{shard_id}"
+        if after is None:
+            return self.caller.call(key, self.api.iterator, shard_id, None, initial), False
         try:
-            return self.caller.call(
-                f"iterator:{shard_id}", self.api.iterator, shard_id, after, initial
-            )
+            return self.caller.call(key, self.api.iterator_at, shard_id, after), True
         except Exception as exc:
-            if error_code(exc) != "TrimmedDataAccessException" or after is None:
+            if error_code(exc) != "TrimmedDataAccessException":
                 raise
-            if not self.accept_data_loss:
-                raise data_loss(
-                    self.api.stream, shard_id, after, "", "the checkpoint's position was trimmed"
-                ) from exc
-            log.warning("shard %s trimmed past %s; going on (accept_data_loss)", shard_id, after)
-            return self.caller.call(
-                f"iterator:{shard_id}", self.api.iterator, shard_id, None, TRIM_HORIZON
-            )
+        oldest = self.caller.call(key, self.api.oldest_sequence, shard_id)
+        self.trimmed(shard_id, after, oldest or "")
+        return self.caller.call(key, self.api.iterator, shard_id, None, TRIM_HORIZON), False
 
-    def check_not_trimmed(self, shard_id: str, state: ShardState) -> None:
-        """Stop if the shard's oldest record is past what the checkpoint consumed."""
-        if state.after is None or self.accept_data_loss:
+    def trimmed(
+        self, shard_id: str, after: str, first: str, expected_next: str | None = None
+    ) -> None:
+        """The shard no longer has ``after``; its oldest record is ``first``. Go on if only
+        consumed records went (the record expected next is the oldest, or the shard was
+        seen with nothing after ``after`` within the retention), or if the operator
+        accepted the gap; otherwise stop: unread records may be gone."""
+        stream = self.api.stream
+        if expected_next is not None and first == expected_next:
+            log.info("shard %s: consumed records up to %s were trimmed", shard_id, after)
             return
-        oldest = self.caller.call(f"iterator:{shard_id}", self.api.oldest_sequence, shard_id)
-        if oldest is not None and sequence_key(oldest) > sequence_key(state.after):
-            raise data_loss(
-                self.api.stream,
-                shard_id,
-                state.after,
-                oldest,
-                "the shard was trimmed past the checkpoint: records after "
-                f"{state.after} and before {oldest} may be lost",
-            )
+        seen = self.quiet.get(shard_id)
+        if seen is not None and seen[0] == after and seen[1] > time.time() - self.retention_s():
+            log.info("shard %s: trimmed past %s, which it had nothing after", shard_id, after)
+            return
+        for gap in self.accepted_gaps:
+            if gap.covers(stream, shard_id, after, first):
+                log.warning(
+                    "shard %s: going on past records lost after %s (%s accepted)",
+                    shard_id,
+                    after,
+                    gap.spelled,
+                )
+                return
+        if self.accept_data_loss:
+            log.warning("shard %s trimmed past %s; going on (accept_data_loss)", shard_id, after)
+            return
+        raise data_loss(
+            stream,
+            shard_id,
+            after,
+            first,
+            f"the shard was trimmed past the checkpoint: records after {after} and before "
+            f"{first or 'the end of the shard'} may be lost",
+        )
+
+    def retention_s(self) -> float:
+        if self._retention_s is None:
+            self._retention_s = self.caller.call("describe", self.api.retention_s)
+        return self._retention_s
 
     # -- executors ----------------------------------------------------------------------
 
@@ -129,15 +186,17 @@ class ShardReads:
         end_key = sequence_key(part.end)
         last = part.after
         empty = 0
-        first = self.iterator(part.shard_id, part.after, part.initial)
-        for page in self.pages(part.shard_id, first, part.after, part.initial):
+        cursor = self.cursor(part.shard_id, part.after, part.initial, part.first)
+        for page in cursor.pages():
             rows: list[SourceRecord] = []
             done = False
             for record in page.records:
                 sequence = self.api.sequence_of(record)
                 if sequence_key(sequence) > end_key:
                     # Past the end without meeting it: the end record is gone.
-                    self.lost(part, last, "the batch's end record is no longer in the shard")
+                    self.lost(
+                        part, last, "the batch's end record is no longer in the shard", sequence
+                    )
                     return
                 rows.extend(self.api.to_rows(part.shard_id, record))
                 last = sequence
@@ -158,7 +217,15 @@ class ShardReads:
                 break
         self.lost(part, last, f"the shard ended before the batch's end {part.end}")
 
-    def lost(self, part: ShardRange, last: str | None, why: str) -> None:
+    def lost(self, part: ShardRange, last: str | None, why: str, found: str = "") -> None:
+        gap = [
+            g
+            for g in self.accepted_gaps
+            if g.covers(self.api.stream, part.shard_id, last or "", found)
+        ]
+        if gap:
+            log.warning("shard %s: %s; going on (%s accepted)", part.shard_id, why, gap[0].spelled)
+            return
         if self.accept_data_loss:
             log.warning("shard %s: %s; going on (accept_data_loss)", part.shard_id, why)
             return
@@ -166,6 +233,63 @@ class ShardReads:
             self.api.stream,
             part.shard_id,
             last or "",
-            part.end,
+            found or part.end,
             f"{why}: records were trimmed or the shard deleted while the batch waited",
         )
+
+
+@dataclass
+class ShardCursor:
+    """A position in one shard that pages move on: renews expired iterators after the last
+    record given, and checks the first record read at a position is that position's own."""
+
+    reads: ShardReads
+    shard_id: str
+    initial: str
+    last: str | None
+    expected_next: str | None = None
+    iterator: str | None = None
+    verify: str | None = None
+    started: bool = False
+
+    @property
+    def ended(self) -> bool:
+        """The shard is closed and was read to its end."""
+        return self.started and self.iterator is None
+
+    def pages(self, limit: Callable[[], int] | None = None) -> Iterator[Page]:
+        """GetRecords pages from the position on, to the end of a closed shard or until the
+        caller stops; records already consumed are left out. ``limit`` gives each call's
+        record limit (the reads' page limit if None)."""
+        api = self.reads.api
+        if not self.started:
+            self._start(self.last)
+        while self.iterator is not None:
+            try:
+                size = self.reads.page_limit if limit is None else limit()
+                page = self.reads.caller.call(self.shard_id, api.get_records, self.iterator, size)
+            except Exception as exc:
+                if error_code(exc) != "ExpiredIteratorException":
+                    raise
+                self._start(self.last)
+                continue
+            records = self._verified(page.records)
+            if records:
+                self.last = api.sequence_of(records[-1])
+            self.iterator = page.next_iterator
+            yield Page(records, page.next_iterator, page.millis_behind)
+
+    def _start(self, position: str | None) -> None:
+        self.iterator, at_position = self.reads.iterator_from(self.shard_id, position, self.initial)
+        self.verify = position if at_position else None
+        self.started = True
+
+    def _verified(self, records: list[Any]) -> list[Any]:
+        if self.verify is None or not records:
+            return records
+        position, self.verify = self.verify, None
+        first = self.reads.api.sequence_of(records[0])
+        if first == position:
+            return records[1:]
+        self.reads.trimmed(self.shard_id, position, first, self.expected_next)
+        return records

@@ -41,6 +41,16 @@ def run_command(
             ),
         ),
     ] = None,
+    accept_gap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-gap",
+            help=(
+                "Go on, this run only, past records lost on a Kinesis or DynamoDB Streams "
+                "shard, as the data-loss error names them: <stream>/<shard>/<after>..<until>."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Run streaming jobs; with no flag, until SIGINT/SIGTERM, stopping at a batch boundary."""
     from streaming import ingest, process, runtime
@@ -54,6 +64,9 @@ def run_command(
     runnable = [n for n, j in pipeline.jobs.items() if j.kind in ("ingest", "process")]
     names = select_jobs(job, runnable, list(pipeline.jobs))
     recovery = parse_recovery(recover, names, Recovery)
+    gaps = tuple(accept_gap or ())
+    for gap in gaps:
+        check_gap(gap)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("streaming").setLevel(logging.INFO)
     stop = runtime.StopSignal()
@@ -63,7 +76,9 @@ def run_command(
         try:
             aws = aws_endpoint(settings)
             jobs = [
-                ingest.ingest_job(spark, name, pipeline, settings, aws, available_now, recovery)
+                ingest.ingest_job(
+                    spark, name, pipeline, settings, aws, available_now, recovery, gaps
+                )
                 if pipeline.jobs[name].kind == "ingest"
                 else process.process_job(spark, name, pipeline, settings, recovery)
                 for name in names
@@ -97,3 +112,13 @@ def parse_recovery(value: str | None, names: list[str], choices: type[T]) -> T |
     if len(names) != 1:
         raise UsageError("--recover applies to one job", "name the job instead of 'all'")
     return choices(value)
+
+
+def check_gap(gap: str) -> None:
+    stream, _, span = gap.rpartition("/")
+    after, _, until = span.partition("..")
+    if not (stream.count("/") >= 1 and after.isdigit() and until.isdigit()):
+        raise UsageError(
+            f"--accept-gap {gap!r} is not <stream>/<shard>/<after>..<until>",
+            "copy it from the data-loss error, which names stream, shard and sequence numbers",
+        )

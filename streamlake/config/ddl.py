@@ -161,3 +161,20 @@ def struct_type(tokens: Tokens) -> str:
             tokens.take()
     tokens.take(">")
     return f"STRUCT<{', '.join(fields)}>"
+
+
+def expression_columns(expr: str) -> set[str]:
+    """The top-level columns a Spark SQL boolean expression reads (lambda variables of
+    higher-order functions left out); raises DdlError if it does not parse."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        parsed = sqlglot.parse_one(expr, read="spark")
+    except ParseError as exc:
+        first = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", str(exc).splitlines()[0])
+        raise DdlError(f"not a Spark SQL expression: {first}") from None
+    if isinstance(parsed, exp.Query | exp.Command | exp.DDL | exp.DML):
+        raise DdlError("a rule expression is one condition, not a statement")
+    return {column.parts[0].name.lower() for column in parsed.find_all(exp.Column)}

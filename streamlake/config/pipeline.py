@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamlake.config.ddl import columns, parse_type
+from streamlake.config.ddl import columns, expression_columns, parse_type
 from streamlake.config.settings import StrictModel
 from streamlake.lake.tables import RAW
 
@@ -102,6 +102,13 @@ class Rule(StrictModel):
     def _type_parses(cls, value: str | None) -> str | None:
         if value is not None:
             parse_type(value)
+        return value
+
+    @field_validator("expr")
+    @classmethod
+    def _expr_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            expression_columns(value)
         return value
 
     @field_validator("pattern")
@@ -201,6 +208,12 @@ class Table(StrictModel):
                 raise ValueError(
                     f"rules[{index}] ({rule.name}): column {rule.column!r} is not a column of "
                     "schema_ddl"
+                )
+            unknown = sorted(expression_columns(rule.expr) - checkable) if rule.expr else []
+            if unknown:
+                raise ValueError(
+                    f"rules[{index}] ({rule.name}): expr reads {', '.join(unknown)}, not "
+                    "columns of schema_ddl"
                 )
         return self
 

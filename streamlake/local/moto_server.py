@@ -12,6 +12,11 @@ moto also scans a whole shard for every PutRecord and GetRecords call, so fillin
 takes quadratic time; sequence numbers within a moto shard are consecutive integers, so
 the patched calls look records up directly.
 
+Kinesis trims records older than a stream's retention (24 hours at least), which no test
+can wait for. The local server trims on demand instead: a stream tagged
+``streamlake.local/trim-before-ms`` (epoch millis) loses every record that arrived before
+then, as retention would; sequence numbers keep growing past trimmed records.
+
 Run as ``python -m streamlake.local.moto_server -H 127.0.0.1 -p PORT``.
 """
 
@@ -24,6 +29,31 @@ from moto.kinesis import models
 from moto.kinesis.exceptions import InvalidArgumentError
 from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator
 from moto.utilities.utils import md5_hash
+
+TRIM_TAG = "streamlake.local/trim-before-ms"
+
+
+def trim(stream: Any) -> None:
+    """Drop the records that arrived before the stream's trim tag, as retention would."""
+    before = stream.tags.get(TRIM_TAG)
+    if before is None:
+        return
+    cutoff = int(before) / 1000
+    for shard in stream.shards.values():
+        while shard.records:
+            oldest = next(iter(shard.records))
+            if shard.records[oldest].created_at >= cutoff:
+                break
+            shard.trimmed_through = oldest
+            del shard.records[oldest]
+
+
+def shard_put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
+    sequence_number = shard_max_sequence(self) + 1
+    self.records[sequence_number] = models.Record(
+        partition_key, data, sequence_number, explicit_hash_key
+    )
+    return str(sequence_number)
 
 
 def shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
@@ -44,7 +74,7 @@ def shard_min_sequence(self: Any) -> int:
 
 
 def shard_max_sequence(self: Any) -> int:
-    return next(reversed(self.records), 0)
+    return next(reversed(self.records), getattr(self, "trimmed_through", 0))
 
 
 def shard_get_records(
@@ -101,6 +131,7 @@ def get_records(
 ) -> tuple[str | None, list[Any], int]:
     stream_name, shard_id, last_sequence_id = decompose_shard_iterator(shard_iterator)
     stream = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
+    trim(stream)
     shard = stream.get_shard(shard_id)
     records, last_sequence, millis_behind = shard.get_records(last_sequence_id, limit)
     read_to_end = last_sequence >= shard.get_max_sequence_number()
@@ -113,6 +144,7 @@ def apply() -> None:
     setattr(models.Shard, "get_min_sequence_number", shard_min_sequence)  # noqa: B010
     setattr(models.Shard, "get_max_sequence_number", shard_max_sequence)  # noqa: B010
     setattr(models.Shard, "get_records", shard_get_records)  # noqa: B010
+    setattr(models.Shard, "put_record", shard_put_record)  # noqa: B010
     setattr(models.Stream, "get_shard_for_key", shard_for_key)  # noqa: B010
     setattr(models.Stream, "split_shard", split_shard)  # noqa: B010
     setattr(models.Stream, "merge_shards", merge_shards)  # noqa: B010

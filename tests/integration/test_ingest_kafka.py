@@ -16,7 +16,10 @@ from kafka.admin import NewTopic
 
 from connectors.aws import aws_endpoint
 from streaming import runtime
+from streaming.checkpoint_guard import JobLedger, disagreement
 from streaming.ingest import ingest_job
+from streamlake.lake.checkpoint import CheckpointFiles
+from streamlake.lake.delta_rs import last_transaction_version
 from tests.support import (
     cli_job,
     committed_batches,
@@ -237,7 +240,14 @@ def test_sigterm_stops_at_a_batch_boundary_and_the_next_run_continues(
         producer.join()
         if process.poll() is None:
             kill_hard(process)
-    assert "stopped at a batch boundary" in job.log.read_text()
+    # At a boundary: the table holds exactly the batches the checkpoint committed.
+    local = with_lake(settings, tmp_path)
+    files = CheckpointFiles(str(job.checkpoint))
+    committed = files.batch_ids("commits")[-1]
+    raw_path = local.lake.table_path("raw", "events")
+    app_id = f"ingest-events:{files.query_id()}"
+    assert last_transaction_version(raw_path, local, app_id) == committed >= 1
+    assert disagreement(JobLedger("ingest-events", "raw.events", raw_path), files, local) is None
     final = job.start("--until-idle", "5")
     assert final.wait(timeout=300) == 0, job.log.read_text()[-3000:]
     assert_exactly_the_topic(raw_rows(with_lake(settings, tmp_path)), bootstrap, topic)

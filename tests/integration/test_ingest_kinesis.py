@@ -5,6 +5,7 @@ the job runs loses and repeats nothing; SIGKILL and restart write every record o
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from connectors.aws import aws_endpoint
 from connectors.kinesis.admin import ensure_stream
 from streaming import runtime
 from streaming.ingest import ingest_job
+from streamlake.local.moto_server import TRIM_TAG
 from tests.support import (
     cli_job,
     committed_batches,
@@ -208,3 +210,69 @@ def test_available_now_after_a_kill_reads_everything_there_at_start(
     assert final.returncode == 0, final.stderr[-3000:]
     rows = raw_rows(with_lake(settings, tmp_path))
     assert numbers_of(rows) == list(range(800))
+
+
+def trim_before_now(kinesis: Any, stream: str) -> None:
+    """Retention, on demand: the local AWS server drops every record that arrived so far
+    (AWS keeps records 24 hours at least, which no test can wait for)."""
+    now_ms = str(int(time.time() * 1000) + 1)
+    kinesis.add_tags_to_stream(StreamName=stream, Tags={TRIM_TAG: now_ms})
+
+
+def test_a_quiet_shard_trimmed_past_what_was_read_goes_on_after_a_restart(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    """The job read the shard to its end, then retention took those records while nothing
+    new came: the next run tells that from a loss and reads the new records."""
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 1)
+    job = cli_job(tmp_path, stack_env, one_source_pipeline({"kind": "kinesis", "stream": stream}))
+    put(kinesis, stream, 0, 100)
+    assert job.run("--available-now").returncode == 0
+    trim_before_now(kinesis, stream)
+    oldest = kinesis.get_records(
+        ShardIterator=kinesis.get_shard_iterator(
+            StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+    )["Records"]
+    assert oldest == []  # the local server did trim
+    put(kinesis, stream, 100, 50)
+
+    second = job.run("--available-now")
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert numbers_of(raw_rows(with_lake(settings, tmp_path))) == list(range(150))
+
+
+def test_unread_records_trimmed_stop_the_job_until_the_gap_is_accepted(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    """Killed with a backlog, the job comes back after retention took unread records: it
+    stops naming the gap, and a rerun that accepts that gap goes on past it, once."""
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 1)
+    source = {"kind": "kinesis", "stream": stream, "max_records_per_trigger": 40}
+    job = cli_job(tmp_path, stack_env, one_source_pipeline(source))
+    first_half = put(kinesis, stream, 0, 300)
+    process = job.start()
+    try:
+        wait_for_next_commit(job.checkpoint)
+    finally:
+        kill_hard(process)
+    trim_before_now(kinesis, stream)  # records 0..299 are gone, most of them unread
+    put(kinesis, stream, 300, 300)
+
+    stopped = job.run("--available-now")
+
+    assert stopped.returncode == 1
+    message = stopped.stderr.strip().splitlines()[-1]
+    assert f"data lost in {stream} partition shardId-000000000000" in message
+    gap = re.search(r"--accept-gap (\S+);", message)
+    assert gap is not None, message
+    lost_from = int(gap.group(1).rsplit("/", 1)[1].split("..")[0])
+    rerun = job.run("--available-now", "--accept-gap", gap.group(1))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rows = raw_rows(with_lake(settings, tmp_path))
+    read_before = sorted(n for n, seq in first_half.items() if int(seq) <= lost_from)
+    assert numbers_of(rows) == read_before + list(range(300, 600))
+    assert 0 < len(read_before) < 300

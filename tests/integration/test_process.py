@@ -388,3 +388,28 @@ def test_metrics_an_earlier_version_wrote_as_text_become_typed_counts(
     assert [dict(r["quarantined_by_kind"]) for r in rows] == [{"parse": 2, "rule": 1}, {}]
     assert [r["processed"] for r in rows] == [7, 7]
     assert [r["no_event_time"] for r in rows] == [None, None]
+
+
+def test_an_event_older_than_the_watermark_is_kept_and_flagged_late(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """The watermark (10 minutes behind the newest event seen) flags what arrives later
+    than that; a late event is still processed, with ``_late`` set."""
+    from datetime import UTC, datetime, timedelta
+
+    local = with_lake(settings, tmp_path)
+    recent, old, fresh = (json.loads(e.payload) for e in events_for("orders", EventMix(3, seed=5)))
+    now = datetime.now(UTC)
+    recent["created_at"] = (now - timedelta(minutes=1)).isoformat()
+    old["created_at"] = (now - timedelta(hours=3)).isoformat()
+    fresh["created_at"] = (now - timedelta(minutes=2)).isoformat()
+    write_raw(spark, local, "orders", [json.dumps(recent).encode()])
+    process(spark, local, loaded.pipeline)
+    write_raw(
+        spark, local, "orders", [json.dumps(o).encode() for o in (old, fresh)], first_position=1
+    )
+    process(spark, local, loaded.pipeline)
+
+    late = {r["order_id"]: r["_late"] for r in lake_rows(local, "processed", "orders")}
+    assert late == {recent["order_id"]: False, old["order_id"]: True, fresh["order_id"]: False}
+    assert sum(m["late"] for m in lake_rows(local, "_meta", "batch_metrics")) == 1

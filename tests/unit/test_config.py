@@ -219,6 +219,17 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "tables.orders: rules[3] (amount_positive): column 'amuont' is not a column",
         ),
         (
+            'expr: "size(items) > 0"',
+            'expr: "size(items) >"',
+            "tables.orders.rules[6].expr: not a Spark SQL expression: Required keyword: "
+            "'expression' missing for GT",
+        ),
+        (
+            'expr: "size(items) > 0"',
+            'expr: "size(itemz) > 0 AND exists(items, i -> i.qty > 0)"',
+            "tables.orders: rules[6] (items_not_empty): expr reads itemz, not columns",
+        ),
+        (
             "trigger: 5 seconds}",
             "trigger: 5 secs}",
             "jobs.ingest-orders.trigger: String should match pattern",
@@ -236,6 +247,8 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "regex",
         "rule-type",
         "rule-column",
+        "custom-sql-syntax",
+        "custom-sql-column",
         "trigger",
         "table-escaping-the-lake",
     ],

@@ -6,6 +6,7 @@ throttle nor expire iterators; the same reader runs against it in the integratio
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.shard_stream.api import Page, ShardInfo, SourceRecord
-from connectors.shard_stream.errors import ShardStreamError
+from connectors.shard_stream.errors import ShardStreamError, translate
 from connectors.shard_stream.offsets import ShardState, StreamOffset
 from connectors.shard_stream.reader import ShardRange, ShardStreamReader
 
@@ -46,6 +47,18 @@ class FakeShards:
         if after is not None:
             start = max(start, next(i + 1 for i, (seq, _) in enumerate(records) if seq == after))
         return f"{shard_id}:{start}"
+
+    def iterator_at(self, shard_id: str, sequence: str) -> str:
+        records = self.shards[shard_id]
+        start = self.trimmed_to.get(shard_id, 0)
+        at = next((i for i, (seq, _) in enumerate(records) if seq == sequence), start)
+        return f"{shard_id}:{max(start, at)}"
+
+    def retention_s(self) -> float:
+        return 24 * 3600.0
+
+    def arrived_ms(self, record: Any) -> int | None:
+        return None
 
     def get_records(self, iterator: str, limit: int) -> Page:
         self.calls += 1
@@ -152,6 +165,68 @@ def test_a_shard_trimmed_past_the_checkpoint_is_data_loss_unless_accepted() -> N
     assert StreamOffset.from_json(accepting.latestOffset()).shards["a"].after == "10"
 
 
+def test_a_quiet_shard_trimmed_past_consumed_records_goes_on() -> None:
+    """The shard had nothing after record 5 when the job last looked; retention then took
+    records 1..5, all consumed. New records after that are read, with no data-loss stop."""
+    fake = FakeShards(shards={"a": log("a", 1, 5)})
+    reader = make_reader(fake)
+    first = reader.latestOffset()
+    assert StreamOffset.from_json(first).shards["a"].after == "5"
+    fake.trimmed_to["a"] = 5
+    fake.shards["a"] += log("a", 6, 3)
+    fake.fail_next = ["ExpiredIteratorException"]  # the renewal starts from record 5 again
+    second = StreamOffset.from_json(reader.latestOffset())
+    assert second.shards["a"].after == "8"
+    assert read_all(reader, first, second.to_json()) == [b"a-6", b"a-7", b"a-8"]
+
+
+def test_the_quiet_evidence_survives_a_restart_through_the_checkpoint(tmp_path: Any) -> None:
+    fake = FakeShards(shards={"a": log("a", 1, 5)})
+    checkpoint = str(tmp_path / "checkpoint")
+    make_reader(fake, checkpoint=checkpoint).latestOffset()  # saw the tip after record 5
+    fake.trimmed_to["a"] = 5
+    fake.shards["a"] += log("a", 6, 2)
+    restarted = make_reader(fake, checkpoint=checkpoint)
+    restarted._position = StreamOffset({"a": ShardState(after="5")})
+    assert StreamOffset.from_json(restarted.latestOffset()).shards["a"].after == "7"
+    without_evidence = make_reader(fake)
+    without_evidence._position = StreamOffset({"a": ShardState(after="5")})
+    with pytest.raises(ShardStreamError):
+        without_evidence.latestOffset()
+
+
+def test_an_accepted_gap_lets_one_named_loss_through() -> None:
+    fake = FakeShards(shards={"a": log("a", 1, 10)})
+    fake.trimmed_to["a"] = 6
+    position = StreamOffset({"a": ShardState(after="3")})
+    accepting = make_reader(fake, accepted_gaps=json.dumps(["fake/a/3..7"]))
+    accepting._position = position
+    assert StreamOffset.from_json(accepting.latestOffset()).shards["a"].after == "10"
+    fake.trimmed_to["a"] = 8  # more went since the operator looked: not what was accepted
+    again = make_reader(fake, accepted_gaps=json.dumps(["fake/a/3..7"]))
+    again._position = position
+    with pytest.raises(ShardStreamError) as caught:
+        again.latestOffset()
+    assert caught.value.data["lost_to"] == "9"
+    assert "--accept-gap fake/a/3..9" in str(translate(str(caught.value)))
+
+
+def test_an_executor_finding_its_range_start_trimmed_tells_consumed_from_lost() -> None:
+    fake = FakeShards(shards={"a": log("a", 1, 10)})
+    fake.trimmed_to["a"] = 3  # records 1..3 gone; the range is (3, 6], first record 4
+    reader = make_reader(fake)
+    rows = list(reader.read(ShardRange("a", "3", "TRIM_HORIZON", "6", first="4")))
+    assert [r for batch in rows for r in batch.column("payload").to_pylist()] == [
+        b"a-4",
+        b"a-5",
+        b"a-6",
+    ]
+    fake.trimmed_to["a"] = 4  # now record 4, unread, is gone too
+    with pytest.raises(ShardStreamError) as caught:
+        list(reader.read(ShardRange("a", "3", "TRIM_HORIZON", "6", first="4")))
+    assert (caught.value.data["lost_from"], caught.value.data["lost_to"]) == ("3", "5")
+
+
 def test_an_executor_that_cannot_find_the_batch_end_fails_loudly() -> None:
     fake = FakeShards(shards={"a": log("a", 1, 3)})
     fake.closed.add("a")
@@ -168,6 +243,11 @@ def test_the_reader_pickles_without_its_clients() -> None:
 
     options = {"stream": "s", "region": "us-east-1", "endpoint_url": "http://127.0.0.1:9"}
     reader = ShardStreamReader(options, kinesis_shards)
-    assert reader.api is not None  # a boto3 client now hangs off the reader
+    # The driver's reader holds a boto3 client for the stream at the configured endpoint...
+    assert reader.api.stream == "s"
+    assert reader.api.client.meta.endpoint_url == "http://127.0.0.1:9"  # type: ignore[attr-defined]
     copy = pickle.loads(pickle.dumps(reader))
+    # ...which executors never receive: they build their own from the options.
     assert copy._api is None and copy.options == options
+    assert copy.api.client is not reader.api.client  # type: ignore[attr-defined]
+    assert copy.api.client.meta.endpoint_url == "http://127.0.0.1:9"  # type: ignore[attr-defined]
