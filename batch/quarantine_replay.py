@@ -106,6 +106,7 @@ def replay_quarantine(
             job=app_id,
             retryable=True,
         ) from exc
+    settings.faults.reached("after-replay-append")
     delete_held_by_processed(quarantine, spec, processed_path, checked, passing)
     result = ReplayResult(table_name, examined, moved, duplicates, failing, version)
     log.info(

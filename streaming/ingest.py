@@ -3,7 +3,7 @@ idempotent Delta append, see ``streamlake.lake.spark_delta``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from connectors.aws import AwsEndpoint
@@ -14,6 +14,7 @@ from streaming.runtime import StreamJob
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
+from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.spark_delta import IdempotentDeltaAppend
 from streamlake.lake.tables import RAW
@@ -60,7 +61,7 @@ def ingest_job(
     return StreamJob(
         name=name,
         frame=frame,
-        batch_function=RawBatchWriter(target, files),
+        batch_function=RawBatchWriter(target, files, settings.faults),
         checkpoint=checkpoint,
         trigger_interval=job.trigger,
         translate_error=translate,
@@ -75,6 +76,7 @@ class RawBatchWriter:
 
     target: IdempotentDeltaAppend
     checkpoint: CheckpointFiles
+    faults: Faults = field(default_factory=Faults)
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -84,3 +86,4 @@ class RawBatchWriter:
         )
         offset = self.checkpoint.source_offset(batch_id)
         self.target.write(stamped.select(*RAW.names), batch_id, metadata={"source_offset": offset})
+        self.faults.reached("after-raw-commit")

@@ -30,6 +30,7 @@ from streaming.transforms.spec import TableSpec
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import LakeSettings, Settings
 from streamlake.errors import UsageError
+from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table, table_exists
 from streamlake.lake.tables import PROCESSED_PARTITION
@@ -98,6 +99,7 @@ def process_job(
         ProcessTargets.of(settings.lake, name, job.table, checkpoint),
         avro_decoder(spec.table, settings),
         files,
+        settings.faults,
     )
     return StreamJob(
         name=name,
@@ -117,11 +119,13 @@ class ProcessBatchWriter:
         targets: ProcessTargets,
         decoder: AvroDecoder | None = None,
         checkpoint: CheckpointFiles | None = None,
+        faults: Faults = Faults(),
     ) -> None:
         self.spec = spec
         self.targets = targets
         self.decoder = decoder
         self.checkpoint = checkpoint
+        self.faults = faults
         self.watermark = Watermark(spec)
         self.started = False
 
@@ -150,6 +154,7 @@ class ProcessBatchWriter:
             )
             if quarantined:  # a clean batch makes no empty quarantine commit
                 self.targets.quarantine.write(quarantine_rows(checked), batch_id)
+                self.faults.reached("after-quarantine-commit")
             # Processed commits last, carrying the counts; metrics follow the data they count.
             merge = needs_schema_merge(kept.rows, processed, self.spec)
             metadata = counts.as_dict()
@@ -157,5 +162,6 @@ class ProcessBatchWriter:
                 metadata["source_offset"] = self.checkpoint.source_offset(batch_id)
             self.targets.processed.write(kept.rows, batch_id, merge_schema=merge, metadata=metadata)
             self.targets.metrics.record(spark, batch_id, counts)
+            self.faults.reached("after-processed-commit")
         finally:
             checked.unpersist()

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from streamlake.faults import FaultPointName, Faults
+
 
 class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors, not silently ignored."""
@@ -89,6 +91,12 @@ class Settings(StrictModel):
     aws: AwsSettings = AwsSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
+    # Crash tests only: the job kills itself at this point (see streamlake.faults).
+    fault_point: FaultPointName | None = None
+
+    @property
+    def faults(self) -> Faults:
+        return Faults(self.fault_point)
 
     @model_validator(mode="after")
     def _derive_local_endpoints(self) -> Settings:

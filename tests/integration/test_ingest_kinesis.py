@@ -193,7 +193,7 @@ def test_available_now_after_a_kill_reads_everything_there_at_start(
     source = {"kind": "kinesis", "stream": stream, "shards": 2, "max_records_per_trigger": 40}
     pipeline = one_source_pipeline(source)
     job = cli_job(tmp_path, stack_env, pipeline)
-    put(kinesis, stream, 0, 600)
+    put(kinesis, stream, 0, 240)
     process = job.start()
     try:
         wait_for_next_commit(job.checkpoint)
@@ -203,13 +203,13 @@ def test_available_now_after_a_kill_reads_everything_there_at_start(
     last = max(int(p.name) for p in (job.checkpoint / "commits").iterdir() if p.name.isdigit())
     for name in (str(last), f".{last}.crc"):
         (job.checkpoint / "commits" / name).unlink(missing_ok=True)
-    put(kinesis, stream, 600, 200)
+    put(kinesis, stream, 240, 80)
 
     final = job.run("--available-now")
 
     assert final.returncode == 0, final.stderr[-3000:]
     rows = raw_rows(with_lake(settings, tmp_path))
-    assert numbers_of(rows) == list(range(800))
+    assert numbers_of(rows) == list(range(320))
 
 
 def trim_before_now(kinesis: Any, stream: str) -> None:
@@ -251,16 +251,16 @@ def test_unread_records_trimmed_stop_the_job_until_the_gap_is_accepted(
     stops naming the gap, and a rerun that accepts that gap goes on past it, once."""
     kinesis = aws_endpoint(settings).client("kinesis")
     stream = new_stream(kinesis, 1)
-    source = {"kind": "kinesis", "stream": stream, "max_records_per_trigger": 40}
+    source = {"kind": "kinesis", "stream": stream, "max_records_per_trigger": 20}
     job = cli_job(tmp_path, stack_env, one_source_pipeline(source))
-    first_half = put(kinesis, stream, 0, 300)
+    first_half = put(kinesis, stream, 0, 200)
     process = job.start()
     try:
         wait_for_next_commit(job.checkpoint)
     finally:
         kill_hard(process)
-    trim_before_now(kinesis, stream)  # records 0..299 are gone, most of them unread
-    put(kinesis, stream, 300, 300)
+    trim_before_now(kinesis, stream)  # records 0..199 are gone, most of them unread
+    put(kinesis, stream, 200, 60)
 
     stopped = job.run("--available-now")
 
@@ -274,5 +274,5 @@ def test_unread_records_trimmed_stop_the_job_until_the_gap_is_accepted(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     rows = raw_rows(with_lake(settings, tmp_path))
     read_before = sorted(n for n, seq in first_half.items() if int(seq) <= lost_from)
-    assert numbers_of(rows) == read_before + list(range(300, 600))
-    assert 0 < len(read_before) < 300
+    assert numbers_of(rows) == read_before + list(range(200, 260))
+    assert 0 < len(read_before) < 200
