@@ -12,7 +12,7 @@ PYSPARK_VERSION := 4.1.1
 WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint format bench audit clean distclean
+.PHONY: setup demo test test-unit soak lint format bench audit clean distclean
 
 setup: $(VENV)/.installed $(JARS)/.resolved
 
@@ -43,6 +43,10 @@ test: setup
 
 test-unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# The long crash scenarios (more kill rounds, every fault point, every source kind).
+soak: setup
+	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

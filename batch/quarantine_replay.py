@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from connectors.s3 import location_files
 from streaming.transforms.avro import avro_decoder
 from streaming.transforms.check import check, passed, quarantine_counts
 from streaming.transforms.dedup import first_of_each_event, lower_bound, with_late_flag
@@ -25,6 +26,7 @@ from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import JobError, UsageError
 from streamlake.lake.delta_rs import last_transaction_version
+from streamlake.lake.leases import LEASES, TableLeases
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table
 from streamlake.lake.tables import (
     PROCESSED_COORDINATES,
@@ -68,13 +70,25 @@ class ReplayResult:
 def replay_quarantine(
     spark: SparkSession, table_name: str, pipeline: Pipeline, settings: Settings
 ) -> ReplayResult:
-    """Move the quarantined records of ``table_name`` that now pass into processed."""
-    from delta.tables import DeltaTable
-
+    """Move the quarantined records of ``table_name`` that now pass into processed, holding
+    the table's lease: it refuses to run while the table's process job holds it."""
     if table_name not in pipeline.tables:
         raise UsageError(
             f"no table named {table_name!r}", f"tables: {', '.join(sorted(pipeline.tables))}"
         )
+    leases = TableLeases(location_files(settings.lake.meta_path(LEASES), settings))
+    leases.take(table_name, replay_app_id(table_name))
+    try:
+        return replay_held(spark, table_name, pipeline, settings)
+    finally:
+        leases.release(table_name, replay_app_id(table_name))
+
+
+def replay_held(
+    spark: SparkSession, table_name: str, pipeline: Pipeline, settings: Settings
+) -> ReplayResult:
+    from delta.tables import DeltaTable
+
     lake = settings.lake
     quarantine_path = lake.table_path("quarantine", table_name)
     if read_table(spark, quarantine_path) is None:

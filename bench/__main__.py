@@ -58,6 +58,7 @@ def main(
         "STREAMLAKE__LOCAL__STATE_DIR": str(work / "stack"),
         "STREAMLAKE__LOCAL__KAFKA_PORT": str(free_port()),
         "STREAMLAKE__LOCAL__KAFKA_CONTROLLER_PORT": str(free_port()),
+        "STREAMLAKE__LOCAL__KAFKA_SASL_PORT": str(free_port()),
         "STREAMLAKE__LOCAL__AWS_PORT": str(free_port()),
         "STREAMLAKE__LOCAL__KAFKA_HEAP": "1g",
         "STREAMLAKE__LAKE__ROOT": str(work / "lake"),

@@ -17,6 +17,7 @@ from bench import load
 from bench.results import Run
 from connectors.aws import AwsEndpoint
 from connectors.kafka import admin as kafka_admin
+from connectors.kafka.client import client_config
 from connectors.kinesis.admin import ensure_stream
 from connectors.kinesis.producer import KinesisRecordProducer
 from connectors.shard_stream.calls import PacedCaller
@@ -45,10 +46,9 @@ class BenchEnv:
 
 def prefill_kafka(env: BenchEnv, topic: str, records: int) -> None:
     """Fill ``topic`` with ``records`` distinct orders of about 1 KB (if it holds fewer)."""
-    kafka_admin.ensure_topics(
-        env.settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions=3)]
-    )
-    present = sum(kafka_admin.record_counts(env.settings.bootstrap_servers, topic).values())
+    client = client_config(env.settings.kafka)
+    kafka_admin.ensure_topics(client, [kafka_admin.TopicSpec(topic, partitions=3)])
+    present = sum(kafka_admin.record_counts(client, topic).values())
     if present == 0:
         seconds = load.send_all(env.broker, env.settings.bootstrap_servers, topic, records)
         log.info("bench: %s orders written to %s in %.1fs", records, topic, seconds)
@@ -205,7 +205,7 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
     pipeline = pipeline.model_copy(update={"jobs": {**pipeline.jobs, **jobs}})
     warmup = 2_000
     kafka_admin.ensure_topics(
-        settings.bootstrap_servers, [kafka_admin.TopicSpec(topic, partitions=3)]
+        client_config(settings.kafka), [kafka_admin.TopicSpec(topic, partitions=3)]
     )
     load.send_all(env.broker, settings.bootstrap_servers, topic, warmup)
     # Warm both jobs (and create raw.orders, which the process job needs) before measuring.

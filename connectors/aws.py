@@ -70,3 +70,11 @@ def aws_endpoint(settings: Settings) -> AwsEndpoint:
             aws.secret_access_key.get_secret_value() if aws.secret_access_key else None
         ),
     )
+
+
+def read_secret(secret_id: str, settings: Settings) -> str:
+    """A Secrets Manager secret's string, for ``${secret:ID}`` references in settings."""
+    answer = aws_endpoint(settings).client("secretsmanager").get_secret_value(SecretId=secret_id)
+    if "SecretString" not in answer:
+        raise ValueError("it holds binary data, not a string")
+    return str(answer["SecretString"])

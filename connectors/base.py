@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     from connectors.aws import AwsEndpoint
     from streamlake.config.pipeline import Table
-    from streamlake.config.settings import Settings
+    from streamlake.config.settings import KafkaSettings, Settings
+    from streamlake.lake.checkpoint import CheckpointFiles
 
 ErrorTranslator = Callable[[str], StreamlakeError | None]
 
@@ -91,20 +92,23 @@ class SourceKind(ABC, Generic[SourceT]):
     # trigger that finds none.
     spark_available_now: bool = True
 
+    def available_now_done(self, checkpoint: CheckpointFiles) -> bool:
+        """For kinds without Spark's available-now: whether the run has read everything it
+        is to read; called by the runtime while an available-now run goes on."""
+        return False
+
     @abstractmethod
     def resource_identity(self, source: SourceT) -> tuple[str, str]:
         """(resource kind, name) as the local stack reports it; called when the demo looks
         for sources that `local up` created anew."""
 
     @abstractmethod
-    def resources(
-        self, source: SourceT, bootstrap_servers: str, aws: AwsEndpoint
-    ) -> list[Resource]:
+    def resources(self, source: SourceT, kafka: KafkaSettings, aws: AwsEndpoint) -> list[Resource]:
         """What the source needs to exist; called by `local up` and `local status`."""
 
     @abstractmethod
     def producer(
-        self, source: SourceT, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: SourceT, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
         """A send function and the sink it writes to; called once per `produce` run."""
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from connectors.aws import aws_endpoint
+from connectors.s3 import s3_client_for
 from streamlake.config.settings import Settings
 from streamlake.errors import CheckpointError, UsageError
 from streamlake.lake.checkpoint import CheckpointFileError, CheckpointFiles
@@ -56,10 +56,7 @@ class StartAt:
 
 
 def checkpoint_files(location: str, settings: Settings) -> CheckpointFiles:
-    s3 = None
-    if location.startswith(("s3a://", "s3://")):
-        s3 = aws_endpoint(settings).client("s3")
-    return CheckpointFiles(location, s3)
+    return CheckpointFiles(location, s3_client_for(location, settings))
 
 
 def guard(

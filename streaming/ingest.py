@@ -4,6 +4,7 @@ idempotent Delta append, see ``streamlake.lake.spark_delta``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from connectors.aws import AwsEndpoint
@@ -66,6 +67,7 @@ def ingest_job(
         trigger_interval=job.trigger,
         translate_error=translate,
         stops_when_drained=not kind.spark_available_now,
+        drained=partial(kind.available_now_done, files),
     )
 
 

@@ -10,8 +10,10 @@ themselves are in ``streaming.transforms``; this module wires them to the lake.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
+from connectors.s3 import location_files
 from streaming.batch_metrics import BatchCounts, MetricsRecorder, ensure_metrics_table
 from streaming.checkpoint_guard import (
     JobLedger,
@@ -32,6 +34,7 @@ from streamlake.config.settings import LakeSettings, Settings
 from streamlake.errors import UsageError
 from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
+from streamlake.lake.leases import LEASES, TableLeases
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table, table_exists
 from streamlake.lake.tables import PROCESSED_PARTITION
 
@@ -78,6 +81,8 @@ def process_job(
             f"raw.{job.table} does not exist yet at {raw_path}",
             f"run the ingest job of {job.table} first",
         )
+    leases = TableLeases(location_files(settings.lake.meta_path(LEASES), settings))
+    leases.take(job.table, name)  # a replay of the table refuses to run meanwhile
     checkpoint = settings.lake.checkpoint_path(name)
     files = checkpoint_files(checkpoint, settings)
     ledger = JobLedger(
@@ -107,6 +112,8 @@ def process_job(
         batch_function=writer,
         checkpoint=checkpoint,
         trigger_interval=job.trigger,
+        heartbeat=partial(leases.take, job.table, name),
+        on_stop=partial(leases.release, job.table, name),
     )
 
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Restarts of one query within one run, for failures its source calls retryable.
 MAX_RESTARTS = 1
+# How often a running job's heartbeat is called.
+HEARTBEAT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,13 @@ class StreamJob:
     trigger_interval: str
     translate_error: ErrorTranslator = field(default=lambda _message: None)
     # Available-now without Spark's trigger: the source offers nothing past the run's
-    # start, and the job is done at the first trigger that finds no new data.
+    # start, and says through ``drained`` when a committed batch holds all of it.
     stops_when_drained: bool = False
+    drained: Callable[[], bool] = field(default=lambda: False)
+    # Called every HEARTBEAT_S while the job runs (e.g. to renew a lease), and once when it
+    # stops, however it stops.
+    heartbeat: Callable[[], None] = field(default=lambda: None)
+    on_stop: Callable[[], None] = field(default=lambda: None)
 
 
 @dataclass(frozen=True)
@@ -131,15 +138,25 @@ class Running:
 def run(jobs: list[StreamJob], mode: RunMode, stop: StopSignal) -> None:
     """Start every job and supervise them until all are done or stopped; raise on failure."""
     running = [Running(job, start(job, mode)) for job in jobs]
+    beat_at = time.monotonic()
     try:
         while True:
+            if time.monotonic() - beat_at > HEARTBEAT_S:
+                beat_at = time.monotonic()
+                for item in running:
+                    item.job.heartbeat()
             for item in running:
                 failure = failure_of(item.job, item.query)
                 if failure is not None and not item.restart_after(failure, mode):
                     raise failure
                 item.note_progress()
             for item in running:
-                if mode.available_now and item.job.stops_when_drained and drained(item.query):
+                if (
+                    mode.available_now
+                    and item.job.stops_when_drained
+                    and item.query.isActive
+                    and item.job.drained()
+                ):
                     log.info("job %s read everything there was at its start", item.job.name)
                     stop_at_boundary([item], mode.stop_grace_s)
             active = [item for item in running if item.query.isActive]
@@ -160,6 +177,8 @@ def run(jobs: list[StreamJob], mode: RunMode, stop: StopSignal) -> None:
         for item in running:
             if item.query.isActive:
                 item.query.stop()
+        for job in jobs:
+            job.on_stop()
 
 
 def stop_at_boundary(active: list[Running], grace_s: float) -> None:
@@ -183,20 +202,6 @@ def stop_at_boundary(active: list[Running], grace_s: float) -> None:
         query.stop()
         raise_if_failed(item.job, query)
         log.info("job %s stopped at a batch boundary", item.job.name)
-
-
-def drained(query: StreamingQuery) -> bool:
-    """Whether the query's last trigger found no new data (and none is running)."""
-    status = query.status
-    return (
-        bool(query.isActive)
-        and not status.get("isTriggerActive")
-        and status.get("message") == NO_DATA_STATUS
-    )
-
-
-# MicroBatchExecution's status message after a trigger whose sources had nothing new.
-NO_DATA_STATUS = "Waiting for data to arrive"
 
 
 def last_batch_id(query: StreamingQuery) -> int:

@@ -130,3 +130,12 @@ class CheckpointError(StreamlakeError):
 
     def __str__(self) -> str:
         return f"job {self.job}: {super().__str__()}"
+
+
+@dataclass
+class LeaseHeldError(StreamlakeError):
+    """Another job holds the table's lease: running now would write beside it."""
+
+    table: str = ""
+    holder: str = ""
+    retryable: bool = field(default=True, kw_only=True)

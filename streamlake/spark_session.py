@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG4J2 = Path(__file__).with_name("spark_log4j2.properties")
-REQUIRED_JARS = ("delta-spark_", "spark-sql-kafka-0-10_", "hadoop-aws-")
+REQUIRED_JARS = ("delta-spark_", "spark-sql-kafka-0-10_", "hadoop-aws-", "aws-msk-iam-auth-")
 
 
 def spark_jars(jars_dir: Path) -> list[Path]:

@@ -42,11 +42,12 @@ def free_ports(count: int) -> list[int]:
 
 def local_overrides(state_dir: Path) -> dict[str, str]:
     """STREAMLAKE__ variables that put a local stack on free ports under ``state_dir``."""
-    kafka, controller, aws = free_ports(3)
+    kafka, controller, aws, sasl = free_ports(4)
     return {
         "STREAMLAKE__LOCAL__STATE_DIR": str(state_dir),
         "STREAMLAKE__LOCAL__KAFKA_PORT": str(kafka),
         "STREAMLAKE__LOCAL__KAFKA_CONTROLLER_PORT": str(controller),
+        "STREAMLAKE__LOCAL__KAFKA_SASL_PORT": str(sasl),
         "STREAMLAKE__LOCAL__AWS_PORT": str(aws),
         "STREAMLAKE__LAKE__ROOT": str(state_dir / "lake"),
         "STREAMLAKE__LAKE__CHECKPOINT_ROOT": str(state_dir / "checkpoints"),
@@ -78,9 +79,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     if external:
         from streamlake.local.resources import declared_resources, ensure_all
 
-        ensure_all(
-            declared_resources(config.pipeline, config.settings.bootstrap_servers, stack.aws)
-        )
+        ensure_all(declared_resources(config.pipeline, config.settings.kafka, stack.aws))
         yield overrides
         return
     stack.up()

@@ -18,23 +18,29 @@ from connectors.base import (
 from connectors.dynamodb_streams import admin
 from connectors.dynamodb_streams.table_writer import DynamoDbTableWriter
 from connectors.shard_stream import errors
+from connectors.shard_stream.checkpoint import available_now_done
 from streamlake.config.pipeline import DynamoDbSource
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
+    from streamlake.config.settings import KafkaSettings
+    from streamlake.lake.checkpoint import CheckpointFiles
 
 
 class DynamoDbKind(SourceKind[DynamoDbSource]):
     kind = "dynamodb"
     spark_available_now = False
 
+    def available_now_done(self, checkpoint: CheckpointFiles) -> bool:
+        return available_now_done(checkpoint)
+
     def resource_identity(self, source: DynamoDbSource) -> tuple[str, str]:
         return ("dynamodb table", source.table)
 
     def resources(
-        self, source: DynamoDbSource, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: DynamoDbSource, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> list[Resource]:
         dynamodb = aws.client("dynamodb")
         spec = admin.TableSpec(
@@ -54,7 +60,7 @@ class DynamoDbKind(SourceKind[DynamoDbSource]):
         ]
 
     def producer(
-        self, source: DynamoDbSource, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: DynamoDbSource, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
         table = DynamoDbTableWriter(aws.resource("dynamodb"), source.table)
 

@@ -1,4 +1,6 @@
-"""Kafka topic administration and a produce/consume health probe (kafka-python)."""
+"""Kafka topic administration and a produce/consume health probe (kafka-python).
+
+Each function takes ``client``, kafka-python's connection settings (``client_config``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import time
 import uuid
 from contextlib import closing, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from streamlake.errors import ResourceError
 
@@ -20,32 +23,32 @@ class TopicSpec:
     replication_factor: int = 1
 
 
-def existing_topics(bootstrap_servers: str) -> dict[str, int]:
+def existing_topics(client: dict[str, Any]) -> dict[str, int]:
     """Topic name -> partition count."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="streamlake-admin")
+    admin = KafkaAdminClient(**client, client_id="streamlake-admin")
     with closing(admin):
         described = admin.describe_topics()
     return {t["name"]: len(t["partitions"]) for t in described if not t.get("error_code")}
 
 
-def topic_exists(bootstrap_servers: str, name: str) -> bool:
-    return name in existing_topics(bootstrap_servers)
+def topic_exists(client: dict[str, Any], name: str) -> bool:
+    return name in existing_topics(client)
 
 
-def ensure_topic(bootstrap_servers: str, spec: TopicSpec) -> bool:
+def ensure_topic(client: dict[str, Any], spec: TopicSpec) -> bool:
     """Create the topic if it does not exist; True if created."""
-    return bool(ensure_topics(bootstrap_servers, [spec]))
+    return bool(ensure_topics(client, [spec]))
 
 
-def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
+def ensure_topics(client: dict[str, Any], specs: list[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    present = existing_topics(bootstrap_servers)
+    present = existing_topics(client)
     for spec in specs:
         if spec.name in present and present[spec.name] != spec.partitions:
             raise ResourceError(
@@ -58,7 +61,7 @@ def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
     missing = [spec for spec in specs if spec.name not in present]
     if not missing:
         return []
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="streamlake-admin")
+    admin = KafkaAdminClient(**client, client_id="streamlake-admin")
     with closing(admin):
         for spec in missing:
             with suppress(TopicAlreadyExistsError):
@@ -67,18 +70,16 @@ def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec]) -> list[str]:
     return [spec.name for spec in missing]
 
 
-def round_trip(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> float:
+def round_trip(client: dict[str, Any], topic: str, timeout_s: float = 30.0) -> float:
     """Produce one message with acks=all and consume it back; return seconds taken."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     started = time.monotonic()
     marker = uuid.uuid4().hex.encode()
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = KafkaProducer(**client, acks="all")
     with closing(producer):
         sent = producer.send(topic, value=marker).get(timeout=timeout_s)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=1000
-    )
+    consumer = KafkaConsumer(**client, enable_auto_commit=False, consumer_timeout_ms=1000)
     with closing(consumer):
         partition = TopicPartition(topic, sent.partition)
         consumer.assign([partition])
@@ -91,11 +92,11 @@ def round_trip(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> f
     raise TimeoutError(f"message produced to {topic} was not consumed back in {timeout_s}s")
 
 
-def record_counts(bootstrap_servers: str, topic: str) -> dict[int, int]:
+def record_counts(client: dict[str, Any], topic: str) -> dict[int, int]:
     """Partition -> records currently retained (end offset minus beginning offset)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(**client, enable_auto_commit=False)
     with closing(consumer):
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         begin = consumer.beginning_offsets(partitions)

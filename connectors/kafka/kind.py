@@ -15,9 +15,11 @@ from connectors.base import (
     StreamRequest,
 )
 from connectors.kafka import admin
+from connectors.kafka.client import client_config
 from connectors.kafka.producer import KafkaRecordProducer
 from connectors.kafka.source import KafkaStreamOptions, failure_from, read_kafka_stream
 from streamlake.config.pipeline import KafkaSource
+from streamlake.config.settings import KafkaSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -32,26 +34,27 @@ class KafkaKind(SourceKind[KafkaSource]):
         return ("kafka topic", source.topic)
 
     def resources(
-        self, source: KafkaSource, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: KafkaSource, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> list[Resource]:
         topic = admin.TopicSpec(source.topic, source.partitions, source.replication_factor)
+        client = client_config(kafka)
         return [
             Resource(
                 *self.resource_identity(source),
-                partial(admin.topic_exists, bootstrap_servers, topic.name),
-                partial(admin.ensure_topic, bootstrap_servers, topic),
+                partial(admin.topic_exists, client, topic.name),
+                partial(admin.ensure_topic, client, topic),
             )
         ]
 
     def producer(
-        self, source: KafkaSource, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: KafkaSource, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
-        kafka = KafkaRecordProducer(bootstrap_servers, source.topic)
+        producer = KafkaRecordProducer(client_config(kafka), source.topic)
 
         def send(event: Event) -> None:
-            kafka.send(event.key.encode(), event.payload)
+            producer.send(event.key.encode(), event.payload)
 
-        return send, kafka
+        return send, producer
 
     def open_stream(
         self, source: KafkaSource, request: StreamRequest

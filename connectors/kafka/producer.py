@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class KafkaRecordProducer:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, client: dict[str, Any], topic: str) -> None:
+        """``client``: kafka-python's connection settings (``client_config``)."""
         from kafka import KafkaProducer
 
         self.topic = topic
@@ -24,7 +25,7 @@ class KafkaRecordProducer:
         self.failed = 0
         self.last_error: Exception | None = None
         self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **client,
             acks="all",
             enable_idempotence=True,
             linger_ms=10,

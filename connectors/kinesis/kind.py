@@ -17,23 +17,29 @@ from connectors.base import (
 from connectors.kinesis import admin
 from connectors.kinesis.producer import KinesisRecordProducer
 from connectors.shard_stream import errors
+from connectors.shard_stream.checkpoint import available_now_done
 from streamlake.config.pipeline import KinesisSource
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
+    from streamlake.config.settings import KafkaSettings
+    from streamlake.lake.checkpoint import CheckpointFiles
 
 
 class KinesisKind(SourceKind[KinesisSource]):
     kind = "kinesis"
     spark_available_now = False
 
+    def available_now_done(self, checkpoint: CheckpointFiles) -> bool:
+        return available_now_done(checkpoint)
+
     def resource_identity(self, source: KinesisSource) -> tuple[str, str]:
         return ("kinesis stream", source.stream)
 
     def resources(
-        self, source: KinesisSource, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: KinesisSource, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> list[Resource]:
         kinesis = aws.client("kinesis")
         return [
@@ -45,7 +51,7 @@ class KinesisKind(SourceKind[KinesisSource]):
         ]
 
     def producer(
-        self, source: KinesisSource, bootstrap_servers: str, aws: AwsEndpoint
+        self, source: KinesisSource, kafka: KafkaSettings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
         kinesis = KinesisRecordProducer(aws.client("kinesis"), source.stream)
 

@@ -27,7 +27,7 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 
 from connectors.shard_stream.api import ShardApi, ShardInfo
 from connectors.shard_stream.calls import PacedCaller
-from connectors.shard_stream.checkpoint import last_logged_offset
+from connectors.shard_stream.checkpoint import AVAILABLE_NOW_END, last_logged_offset
 from connectors.shard_stream.errors import data_loss
 from connectors.shard_stream.offsets import TRIM_HORIZON, ShardState, StreamOffset
 from connectors.shard_stream.shard_reads import (
@@ -104,6 +104,9 @@ class ShardStreamReader(DataSourceStreamReader):
         self._reads: ShardReads | None = None
         self._position: StreamOffset | None = None
         self._cursors: dict[str, tuple[ShardState, ShardCursor]] = {}
+        # Shards whose last probe read all there was (to the tip, the run's start, or the
+        # end of a closed shard), as opposed to stopping at the per-batch cap.
+        self._read_to_end: set[str] = set()
         self._quiet_saved: dict[str, tuple[str, float]] = {}
         self._initial: dict[str, Any] | None = None
 
@@ -174,7 +177,17 @@ class ShardStreamReader(DataSourceStreamReader):
             probed.update(ready)
         self._position = StreamOffset(states)
         self._save_quiet()
+        if self.settings.arrived_until_ms is not None and probed <= self._read_to_end:
+            self._mark_available_now_end(self._position)
         return self._position.to_json()
+
+    def _mark_available_now_end(self, position: StreamOffset) -> None:
+        """Record that ``position`` holds everything the available-now run is to read; the
+        runtime stops the run once a committed batch ends there."""
+        files = self._checkpoint_files()
+        if files is not None:
+            body = {"until_ms": self.settings.arrived_until_ms, "offset": position.to_json()}
+            files.write(AVAILABLE_NOW_END, json.dumps(body))
 
     def partitions(self, start: dict[str, Any], end: dict[str, Any]) -> list[InputPartition]:
         begin, finish = StreamOffset.from_json(start), StreamOffset.from_json(end)
@@ -255,6 +268,7 @@ class ShardStreamReader(DataSourceStreamReader):
             room = self.reads.page_limit if not cap else max(1, cap - count) + 1
             return min(self.reads.page_limit, room)
 
+        at_tip = False
         for page in cursor.pages(page_size):
             records = self._arrived_in_time(page.records)
             if records:
@@ -268,11 +282,13 @@ class ShardStreamReader(DataSourceStreamReader):
                 # Past the run's start: this shard is done for the run. The cursor is past
                 # ``last`` and is not kept.
                 self._cursors.pop(shard_id, None)
+                self._read_to_end.add(shard_id)
                 return ShardState(last, state.initial, first=first if count else state.first)
-            if self.reads.at_tip(page) and last is not None:
+            at_tip = self.reads.at_tip(page)
+            if at_tip and last is not None:
                 self.reads.quiet[shard_id] = (last, time.time())
             if (
-                self.reads.at_tip(page)
+                at_tip
                 or empty >= MAX_EMPTY_PAGES
                 or (cap and count >= cap)
                 or (deadline is not None and time.monotonic() > deadline)
@@ -281,6 +297,10 @@ class ShardStreamReader(DataSourceStreamReader):
         new_state = ShardState(
             last, state.initial, finished=cursor.ended, first=first if count else state.first
         )
+        if cursor.ended or at_tip:
+            self._read_to_end.add(shard_id)
+        else:
+            self._read_to_end.discard(shard_id)
         self._cursors[shard_id] = (new_state, cursor)
         if count:
             log.debug("probe %s: %s new records up to %s", shard_id, count, last)
@@ -375,6 +395,11 @@ def open_shard_stream(
     if request.available_now:
         merged["probe_budget_s"] = "none"
         merged["arrived_until_ms"] = str(int(time.time() * 1000))
+        # A previous run's end mark says nothing about this run.
+        s3 = (
+            request.aws.client("s3") if request.checkpoint.startswith(("s3a://", "s3://")) else None
+        )
+        CheckpointFiles(request.checkpoint, s3).delete(AVAILABLE_NOW_END)
     request.spark.dataSource.register(data_source)
     return request.spark.readStream.format(data_source.name()).options(**merged).load()
 

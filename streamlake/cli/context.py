@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from connectors.aws import read_secret
 from connectors.registry import check_pipeline
 from streamlake.config import LoadedConfig, load_config
 
@@ -23,7 +24,9 @@ class CliContext:
 
     def config(self) -> LoadedConfig:
         if self._loaded is None:
-            loaded = load_config(self.env, self.config_path, environ=os.environ)
+            loaded = load_config(
+                self.env, self.config_path, environ=os.environ, read_secret=read_secret
+            )
             check_pipeline(loaded.pipeline, str(loaded.config_dir / "pipeline.yaml"))
             self._loaded = loaded
         return self._loaded

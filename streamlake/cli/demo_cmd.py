@@ -128,7 +128,7 @@ def demo(
             mix = EventMix(n, bad_ratio=0.03, duplicate_ratio=0.02, seed=run_seed)
             before = TableCounts.of(spark, settings, source)
             with console.status(f"producing {n} {source} events"):
-                report = produce(source, pipeline, settings.bootstrap_servers, aws, mix)
+                report = produce(source, pipeline, settings.kafka, aws, mix)
             lines.append(DemoLine(source, report.acked, before))
         with console.status("ingesting: " + ", ".join(DEMO_JOBS.values())):
             jobs = [

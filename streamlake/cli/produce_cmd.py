@@ -50,7 +50,7 @@ def produce_command(
         report = produce(
             source,
             config.pipeline,
-            settings.bootstrap_servers,
+            settings.kafka,
             aws_endpoint(settings),
             mix,
             rate=rate,

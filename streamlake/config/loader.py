@@ -5,12 +5,18 @@ Resolution of the config directory: ``--config PATH`` (a directory holding
 it), else ``./configs`` when it has a ``pipeline.yaml``, else the checkout's ``configs/``.
 ``STREAMLAKE__SECTION__KEY=value`` overrides ``section.key`` of the environment file; the
 value is read as YAML, so numbers and booleans keep their types.
+
+Secrets stay out of the files: ``${env:NAME}`` takes an environment variable, and
+``${secret:ID}`` or ``${secret:ID#key}`` an AWS Secrets Manager secret (its string, or one
+key of its JSON), read through ``read_secret`` with the environment's own ``aws`` settings.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +32,9 @@ from streamlake.paths import checkout_root
 
 OVERRIDE_PREFIX = "STREAMLAKE__"
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+SECRET_REFERENCE = re.compile(r"\$\{secret:([^}#]+)(?:#([^}]+))?\}")
+# Reads a Secrets Manager secret's string by id, with the AWS endpoint of these settings.
+SecretReader = Callable[[str, Settings], str]
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -37,7 +46,7 @@ class LoadedConfig:
     pipeline: Pipeline
     settings: Settings
     config_dir: Path
-    # Key paths of settings whose values came from ${env:NAME}: shown masked, as secrets.
+    # Key paths of settings whose values came from ${env:..} or ${secret:..}: shown masked.
     from_environment: frozenset[str] = frozenset()
 
 
@@ -62,6 +71,7 @@ def load_config(
     config: Path | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    read_secret: SecretReader | None = None,
 ) -> LoadedConfig:
     config_dir, env_file = resolve_config_dir(config, cwd or Path.cwd())
     pipeline_file = config_dir / "pipeline.yaml"
@@ -80,6 +90,12 @@ def load_config(
     overridden = apply_overrides(raw_settings, environ or {})
     referenced = frozenset(env_reference_paths(raw_settings))
     resolve_env_references(raw_settings, environ or {}, str(env_file))
+    if secret_reference_paths(raw_settings):
+        # The secrets' own endpoint comes from the settings, before the secrets are in them.
+        bare = validate(Settings, without_secrets(raw_settings), str(env_file), overridden)
+        resolve_secret_references(
+            raw_settings, lambda ref, key: read(ref, bare, read_secret, str(env_file), key)
+        )
     settings = validate(Settings, raw_settings, str(env_file), overridden)
     return LoadedConfig(pipeline, settings, config_dir, from_environment=referenced)
 
@@ -127,13 +143,90 @@ def apply_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[st
     return applied
 
 
-def env_reference_paths(data: Any, path: str = "") -> list[str]:
-    """Key paths (``kafka.options.sasl.jaas.config``) of values holding ``${env:NAME}``."""
+def reference_paths(data: Any, pattern: re.Pattern[str], path: str = "") -> list[str]:
+    """Key paths (``kafka.options.sasl.jaas.config``) of values that ``pattern`` matches."""
     if isinstance(data, dict):
-        return [p for k, v in data.items() for p in env_reference_paths(v, f"{path}.{k}")]
+        return [p for k, v in data.items() for p in reference_paths(v, pattern, f"{path}.{k}")]
     if isinstance(data, list):
-        return [p for i, v in enumerate(data) for p in env_reference_paths(v, f"{path}[{i}]")]
-    return [path.lstrip(".")] if isinstance(data, str) and ENV_REFERENCE.search(data) else []
+        return [p for i, v in enumerate(data) for p in reference_paths(v, pattern, f"{path}[{i}]")]
+    return [path.lstrip(".")] if isinstance(data, str) and pattern.search(data) else []
+
+
+def env_reference_paths(data: Any) -> list[str]:
+    """Key paths of values holding ``${env:NAME}`` or ``${secret:ID}``."""
+    return reference_paths(data, ENV_REFERENCE) + secret_reference_paths(data)
+
+
+def secret_reference_paths(data: Any) -> list[str]:
+    return reference_paths(data, SECRET_REFERENCE)
+
+
+def without_secrets(data: dict[str, Any]) -> dict[str, Any]:
+    blank = copy.deepcopy(data)
+    resolve_secret_references(blank, lambda _ref, _key: "")
+    return blank
+
+
+def resolve_secret_references(
+    data: Any, value_of: Callable[[SecretRef, str], str], path: str = ""
+) -> Any:
+    """Replace ``${secret:ID}`` / ``${secret:ID#key}`` in every string value, in place;
+    ``value_of`` gets the reference and its key path."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            data[key] = resolve_secret_references(value, value_of, f"{path}.{key}")
+        return data
+    if isinstance(data, list):
+        return [resolve_secret_references(v, value_of, f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, str):
+        return data
+    key = path.lstrip(".")
+    return SECRET_REFERENCE.sub(lambda m: value_of(SecretRef(m.group(1), m.group(2)), key), data)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    secret_id: str
+    key: str | None
+
+    @property
+    def spelled(self) -> str:
+        return f"${{secret:{self.secret_id}{'#' + self.key if self.key else ''}}}"
+
+
+def read(
+    ref: SecretRef, settings: Settings, read_secret: SecretReader | None, source: str, key: str
+) -> str:
+    """The referenced secret's value; a ConfigError naming file, key and secret otherwise."""
+    if read_secret is None:
+        raise ConfigError(
+            f"{ref.spelled} needs AWS Secrets Manager, which this command does not read",
+            "use ${env:NAME} here",
+            source=source,
+            key=key,
+        )
+    try:
+        text = read_secret(ref.secret_id, settings)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{ref.spelled}: the secret cannot be read: {first}",
+            "check the secret's name and the aws settings' region and credentials",
+            source=source,
+            key=key,
+        ) from None
+    if ref.key is None:
+        return text
+    try:
+        value = json.loads(text)[ref.key]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{ref.spelled}: the secret is not a JSON object with the key {ref.key!r}",
+            "store the secret as JSON, or drop the #key",
+            source=source,
+            key=key,
+        ) from None
+    return str(value)
 
 
 def resolve_env_references(

@@ -76,6 +76,8 @@ class LocalStackSettings(StrictModel):
     state_dir: Path = Path(".streamlake")
     kafka_port: int = Field(default=19092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    # The local broker's SASL_PLAINTEXT listener (PLAIN, user streamlake); null: none.
+    kafka_sasl_port: int | None = Field(default=19094, ge=1, le=65535)
     aws_port: int = Field(default=15000, ge=1, le=65535)
     kafka_heap: str = "512m"
     # None means the checkout's `.jars/kafka`, filled by `make setup`.

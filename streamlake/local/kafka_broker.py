@@ -40,6 +40,11 @@ Configuration:
 """
 
 
+# The local broker's one SASL/PLAIN account: loopback only, for trying security settings.
+LOCAL_SASL_USER = "streamlake"
+LOCAL_SASL_PASSWORD = "streamlake-local"
+
+
 @dataclass(frozen=True)
 class KafkaBroker:
     """Where the broker listens and keeps its files."""
@@ -50,6 +55,8 @@ class KafkaBroker:
     state_dir: Path
     jars_dir: Path
     heap: str = "512m"
+    # A second listener with SASL/PLAIN, for trying a pipeline's security settings locally.
+    sasl_port: int | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -73,17 +80,26 @@ class KafkaBroker:
 
     def server_properties(self) -> str:
         voters = f"1@{self.host}:{self.controller_port}"
+        listeners = [f"PLAINTEXT://{self.host}:{self.port}"]
+        if self.sasl_port is not None:
+            listeners.append(f"SASL_PLAINTEXT://{self.host}:{self.sasl_port}")
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": voters,
-            "listeners": (
-                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": ",".join([*listeners, f"CONTROLLER://{self.host}:{self.controller_port}"]),
+            "advertised.listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+            ),
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{LOCAL_SASL_USER}" password="{LOCAL_SASL_PASSWORD}" '
+                f'user_{LOCAL_SASL_USER}="{LOCAL_SASL_PASSWORD}";'
+            ),
             "log.dirs": str(self.data_dir.resolve()),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",

@@ -14,6 +14,7 @@ from connectors.base import Resource
 from connectors.registry import source_kind
 from connectors.schema_registry import GlueSchemaRegistry
 from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,13 @@ class ResourceStatus:
 
 
 def declared_resources(
-    pipeline: Pipeline, bootstrap_servers: str, aws: AwsEndpoint
+    pipeline: Pipeline, kafka: KafkaSettings, aws: AwsEndpoint
 ) -> list[Resource]:
     """Every resource of the pipeline, each with a check and an idempotent create."""
     resources = [
         resource
         for source in pipeline.sources.values()
-        for resource in source_kind(source).resources(source, bootstrap_servers, aws)
+        for resource in source_kind(source).resources(source, kafka, aws)
     ]
     catalogs = [pipeline.catalog] if pipeline.catalog else []
     declared: dict[str, dict[str, dict[str, Any]]] = {

@@ -68,6 +68,7 @@ class LocalStack:
             state_dir=local.state_dir,
             jars_dir=local.kafka_jars_dir or default_kafka_jars_dir(),
             heap=local.kafka_heap,
+            sasl_port=local.kafka_sasl_port,
         )
         self.aws_server = AwsServer(host=local.host, port=local.aws_port, state_dir=local.state_dir)
         self.aws = aws_endpoint(settings)
@@ -101,6 +102,8 @@ class LocalStack:
         if not self._running(KAFKA):
             self._check_port_free(KAFKA, self.kafka.port, "KAFKA_PORT")
             self._check_port_free(KAFKA, self.kafka.controller_port, "KAFKA_CONTROLLER_PORT")
+            if self.kafka.sasl_port is not None:
+                self._check_port_free(KAFKA, self.kafka.sasl_port, "KAFKA_SASL_PORT")
             self.kafka.prepare()
             processes.start(
                 KAFKA,
@@ -163,16 +166,16 @@ class LocalStack:
         if not port_is_open(self.kafka.host, self.kafka.port):
             return "port not open yet"
         try:
-            kafka_admin.ensure_topics(
-                self.kafka.bootstrap_servers, [kafka_admin.TopicSpec(HEALTH_TOPIC)]
-            )
-            kafka_admin.round_trip(self.kafka.bootstrap_servers, HEALTH_TOPIC, timeout_s=15)
+            # The local broker's plaintext listener, whatever the environment's kafka says.
+            client = {"bootstrap_servers": self.kafka.bootstrap_servers}
+            kafka_admin.ensure_topics(client, [kafka_admin.TopicSpec(HEALTH_TOPIC)])
+            kafka_admin.round_trip(client, HEALTH_TOPIC, timeout_s=15)
             return None
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
 
     def _resources(self) -> list[Resource]:
-        return declared_resources(self.pipeline, self.kafka.bootstrap_servers, self.aws)
+        return declared_resources(self.pipeline, self.settings.kafka, self.aws)
 
     # -- status -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from connectors.aws import AwsEndpoint
 from connectors.registry import source_kind
 from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import KafkaSettings
 from streamlake.errors import UsageError
 from streamlake.produce.events import GENERATED_SOURCES, EventMix, events_for
 
@@ -33,7 +34,7 @@ Progress = Callable[[ProduceReport], None]
 def produce(
     source_name: str,
     pipeline: Pipeline,
-    bootstrap_servers: str,
+    kafka: KafkaSettings,
     aws: AwsEndpoint,
     mix: EventMix,
     rate: float | None = None,
@@ -59,7 +60,7 @@ def produce(
             "write Avro with connectors.schema_registry.AvroSerializer",
         )
     report = ProduceReport(source_name)
-    send, sink = source_kind(source).producer(source, bootstrap_servers, aws)
+    send, sink = source_kind(source).producer(source, kafka, aws)
     started = time.monotonic()
     try:
         for index, event in enumerate(events_for(source_name, mix)):

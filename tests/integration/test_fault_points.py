@@ -72,7 +72,10 @@ def test_ingest_killed_between_the_raw_commit_and_the_commit_log(
     assert len(set(coordinates(rows))) == 400
 
 
-@pytest.mark.parametrize("point", ["after-quarantine-commit", "after-processed-commit"])
+@pytest.mark.parametrize(
+    "point",
+    ["after-quarantine-commit", pytest.param("after-processed-commit", marks=pytest.mark.soak)],
+)
 def test_process_killed_between_its_commits(
     point: str, stack_env: dict[str, str], settings: Any, loaded: Any, spark: Any, tmp_path: Path
 ) -> None:

@@ -151,6 +151,49 @@ def test_shard_split_during_ingestion_loses_and_repeats_nothing(
     assert max(r["ingest_ts"] for r in parent_rows) <= min(r["ingest_ts"] for r in child_rows)
 
 
+@pytest.mark.soak
+def test_shard_merge_during_ingestion_loses_and_repeats_nothing(
+    stack_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    kinesis = aws_endpoint(settings).client("kinesis")
+    stream = new_stream(kinesis, 2)
+    pipeline = one_source_pipeline({"kind": "kinesis", "stream": stream, "shards": 2})
+    job = cli_job(tmp_path, stack_env, pipeline)
+    put(kinesis, stream, 0, 200)
+    process = job.start("--until-idle", "8")
+    try:
+        poll(lambda: committed_batches(job.checkpoint) >= 1, 120, "the first batch")
+        put(kinesis, stream, 200, 100)
+        left, right = sorted(
+            kinesis.list_shards(StreamName=stream)["Shards"],
+            key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]),
+        )
+        kinesis.merge_shards(
+            StreamName=stream,
+            ShardToMerge=left["ShardId"],
+            AdjacentShardToMerge=right["ShardId"],
+        )
+        put(kinesis, stream, 300, 300)
+        assert process.wait(timeout=300) == 0, job.log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            kill_hard(process)
+    rows = raw_rows(with_lake(settings, tmp_path))
+    assert numbers_of(rows) == list(range(600))
+    assert len(set(coordinates(rows))) == 600
+    parents = {left["ShardId"], right["ShardId"]}
+    merged = [
+        s["ShardId"]
+        for s in kinesis.list_shards(StreamName=stream)["Shards"]
+        if s.get("ParentShardId") in parents and s.get("AdjacentParentShardId") in parents
+    ]
+    assert len(merged) == 1
+    parent_rows = [r for r in rows if r["partition"] in parents]
+    child_rows = [r for r in rows if r["partition"] == merged[0]]
+    assert len(parent_rows) == 300 and len(child_rows) == 300
+    assert max(r["ingest_ts"] for r in parent_rows) <= min(r["ingest_ts"] for r in child_rows)
+
+
 def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:
@@ -171,7 +214,7 @@ def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        kill_at_random_points(job)
+        kill_at_random_points(job, rounds=2)
     finally:
         flowing.set()
         writer.join()

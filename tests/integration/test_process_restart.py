@@ -37,7 +37,7 @@ def test_sigkill_and_restart_write_every_record_once(
     )
     pipeline = loaded.pipeline.model_copy(update={"jobs": jobs})
     job = cli_job(tmp_path, stack_env, pipeline, "process-orders")
-    kill_at_random_points(job, commit_timeout_s=180)
+    kill_at_random_points(job, rounds=2, commit_timeout_s=180)
     final = job.start("--available-now")
     assert final.wait(timeout=600) == 0, job.log.read_text()[-3000:]
 

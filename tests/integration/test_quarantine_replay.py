@@ -111,3 +111,21 @@ def test_replay_without_a_fix_moves_nothing(
     assert result.moved == 0 and result.examined == len(before) > 0
     assert quarantined_positions(local) == before
     assert order_ids(lake_rows(local, "processed", "orders")) == processed_before
+
+
+def test_replay_refuses_to_run_while_the_process_job_holds_the_table(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    from streaming.process import process_job
+    from streamlake.errors import LeaseHeldError
+
+    local = with_lake(settings, tmp_path)
+    events = list(events_for("orders", EventMix(20, bad_ratio=0.3, seed=2)))
+    write_raw(spark, local, "orders", [e.payload for e in events])
+    job = process_job(spark, "process-orders", loaded.pipeline, local)  # built: holds the lease
+    try:
+        with pytest.raises(LeaseHeldError, match=r"process-orders .* is working on orders"):
+            replay_quarantine(spark, "orders", loaded.pipeline, local)
+    finally:
+        job.on_stop()
+    assert replay_quarantine(spark, "orders", loaded.pipeline, local).examined == 0

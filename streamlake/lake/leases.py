@@ -1,0 +1,83 @@
+"""Table leases: which job works on a table's processed and quarantine data now, so that a
+quarantine replay and the table's process job do not write them at the same time.
+
+A lease is a small JSON file under ``<lake>/_meta/leases/``, renewed by its holder while it
+runs and dropped when it stops; one a crashed holder left expires ``ttl_s`` after its last
+renewal. Taking a lease checks, then writes: two jobs starting within the same instant
+could both take it, which this does not rule out (S3 offers no lock without another
+service); the process job's own checkpoint guard and Delta's transaction checks remain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from streamlake.errors import LeaseHeldError
+from streamlake.lake.files import LocationFiles
+
+DEFAULT_TTL_S = 120.0
+# The leases' folder, as LakeSettings.meta_path(LEASES).
+LEASES = "leases"
+
+
+@dataclass(frozen=True)
+class Lease:
+    table: str
+    holder: str  # a job name, e.g. process-orders, or replay-orders
+    host: str
+    pid: int
+    renewed_at: float
+    ttl_s: float
+
+    def expired(self, now: float) -> bool:
+        return now > self.renewed_at + self.ttl_s
+
+
+@dataclass
+class TableLeases:
+    """The leases under one location (``LakeSettings.meta_path('leases')``)."""
+
+    files: LocationFiles
+    clock: Callable[[], float] = field(default=time.time)
+
+    def current(self, table: str) -> Lease | None:
+        """The table's lease, None if there is none or it expired."""
+        text = self.files.read(f"{table}.json")
+        if text is None:
+            return None
+        try:
+            lease = Lease(**json.loads(text))
+        except (ValueError, TypeError):
+            return None  # a lease cut short by a crash holds nothing
+        return None if lease.expired(self.clock()) else lease
+
+    def take(self, table: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> None:
+        """Take or renew the table's lease for ``holder``; raise if another job holds it.
+        The same job takes over its own lease: a job restarted after a crash goes on."""
+        held = self.current(table)
+        if held is not None and held.holder != holder:
+            raise LeaseHeldError(
+                f"{held.holder} (pid {held.pid} on {held.host}) is working on {table}, "
+                f"lease renewed {self.clock() - held.renewed_at:.0f}s ago",
+                f"stop {held.holder} first, or wait: a lease its holder no longer renews "
+                f"expires {held.ttl_s:.0f}s after its last renewal",
+                table=table,
+                holder=held.holder,
+            )
+        lease = Lease(table, holder, socket.gethostname(), os.getpid(), self.clock(), ttl_s)
+        self.files.write(f"{table}.json", json.dumps(asdict(lease)))
+
+    def release(self, table: str, holder: str) -> None:
+        """Drop the table's lease if ``holder`` (this process) has it."""
+        held = self.current(table)
+        if held is not None and (held.holder, held.host, held.pid) == (
+            holder,
+            socket.gethostname(),
+            os.getpid(),
+        ):
+            self.files.delete(f"{table}.json")

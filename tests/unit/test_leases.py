@@ -1,0 +1,62 @@
+"""Table leases: a replay and the table's process job do not write it at the same time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streamlake.errors import LeaseHeldError
+from streamlake.lake.files import LocationFiles
+from streamlake.lake.leases import TableLeases
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def leases(tmp_path: Path, clock: Clock) -> TableLeases:
+    return TableLeases(LocationFiles(str(tmp_path / "leases")), clock)
+
+
+def test_a_held_lease_refuses_another_job_and_names_the_holder(tmp_path: Path) -> None:
+    clock = Clock()
+    leases(tmp_path, clock).take("orders", "process-orders", ttl_s=60)
+    with pytest.raises(LeaseHeldError) as caught:
+        leases(tmp_path, clock).take("orders", "replay-orders")
+    assert caught.value.holder == "process-orders" and caught.value.table == "orders"
+    assert "process-orders (pid" in str(caught.value) and "stop process-orders" in str(caught.value)
+    leases(tmp_path, clock).take("customers", "replay-customers")  # other tables are free
+
+
+def test_the_same_job_takes_its_lease_over_after_a_crash(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "leases" / "orders.json"
+    leases(tmp_path, clock).take("orders", "process-orders")
+    crashed = json.loads(path.read_text())
+    path.write_text(json.dumps({**crashed, "pid": crashed["pid"] + 1}))  # another process
+    leases(tmp_path, clock).take("orders", "process-orders")
+    assert json.loads(path.read_text())["renewed_at"] == clock.now
+
+
+def test_an_unrenewed_lease_expires_and_a_released_one_is_gone(tmp_path: Path) -> None:
+    clock = Clock()
+    table = leases(tmp_path, clock)
+    table.take("orders", "process-orders", ttl_s=60)
+    clock.now += 30
+    table.take("orders", "process-orders", ttl_s=60)  # renewed
+    clock.now += 45
+    assert table.current("orders") is not None
+    clock.now += 30
+    assert table.current("orders") is None
+    table.take("orders", "replay-orders")
+    table.release("orders", "process-orders")  # not its lease: kept
+    assert table.current("orders") is not None
+    table.release("orders", "replay-orders")
+    assert table.current("orders") is None
+    assert not (tmp_path / "leases" / "orders.json").exists()
