@@ -31,6 +31,8 @@ class Page:
     records: list[Any]
     next_iterator: str | None
     millis_behind: int | None
+    # The service returned as many records as asked for: more may be waiting.
+    full: bool = False
 
 
 class ShardApi(Protocol):

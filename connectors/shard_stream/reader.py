@@ -265,7 +265,9 @@ class ShardStreamReader(DataSourceStreamReader):
 
         def page_size() -> int:
             # A record verifying the position comes first and is dropped: one more.
-            room = self.reads.page_limit if not cap else max(1, cap - count) + 1
+            verifying = cursor.verify is not None or not cursor.started
+            extra = 1 if verifying and cursor.last is not None else 0
+            room = self.reads.page_limit if not cap else max(1, cap - count) + extra
             return min(self.reads.page_limit, room)
 
         at_tip = False

@@ -101,7 +101,7 @@ class ShardReads:
         Streams has no such figure, so an empty page stands for it. Writers that never
         pause would otherwise keep the probe going forever."""
         if page.millis_behind is not None:
-            return page.millis_behind == 0 and len(page.records) < self.page_limit
+            return page.millis_behind == 0 and not page.full
         return not page.records
 
     def iterator_from(self, shard_id: str, after: str | None, initial: str) -> tuple[str, bool]:
@@ -277,7 +277,8 @@ class ShardCursor:
             if records:
                 self.last = api.sequence_of(records[-1])
             self.iterator = page.next_iterator
-            yield Page(records, page.next_iterator, page.millis_behind)
+            full = len(page.records) >= size
+            yield Page(records, page.next_iterator, page.millis_behind, full)
 
     def _start(self, position: str | None) -> None:
         self.iterator, at_position = self.reads.iterator_from(self.shard_id, position, self.initial)

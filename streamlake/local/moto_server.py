@@ -8,6 +8,9 @@ children, and returns no NextShardIterator once a closed shard is read to its en
 patches below give the local stack those semantics, so that split and merge handling is
 tested against the behaviour readers meet on AWS.
 
+MillisBehindLatest is 0 only at the newest record, as on Kinesis (moto derives it from
+arrival times alone, which gives 0 for records written in the same millisecond).
+
 moto also scans a whole shard for every PutRecord and GetRecords call, so filling a stream
 takes quadratic time; sequence numbers within a moto shard are consecutive integers, so
 the patched calls look records up directly.
@@ -86,8 +89,12 @@ def shard_get_records(
     results = [self.records[n] for n in range(last + 1, stop + 1) if n in self.records]
     if not results:
         return [], int(last_sequence_id), 0
-    behind = self.records[newest].created_at - results[-1].created_at
-    return results, results[-1].sequence_number, int(behind * 1000)
+    behind = int((self.records[newest].created_at - results[-1].created_at) * 1000)
+    if results[-1].sequence_number < newest:
+        # Kinesis says 0 only when nothing newer is there; records written within the same
+        # millisecond are still behind.
+        behind = max(behind, 1)
+    return results, results[-1].sequence_number, behind
 
 
 def split_shard(self: Any, shard_to_split: str, new_starting_hash_key: str) -> None:

@@ -37,6 +37,8 @@ class FakeShards:
     trimmed_to: dict[str, int] = field(default_factory=dict)
     fail_next: list[str] = field(default_factory=list)
     calls: int = 0
+    # Report MillisBehindLatest 0 on every page, as a burst written in one millisecond may.
+    always_caught_up: bool = False
 
     def list_shards(self) -> list[ShardInfo]:
         return [ShardInfo(s, self.parents.get(s, ())) for s in self.shards]
@@ -69,7 +71,7 @@ class FakeShards:
         page = records[int(index) : int(index) + limit]
         end = int(index) + len(page)
         done = shard_id in self.closed and end >= len(records)
-        behind = 0 if end >= len(records) else 1000
+        behind = 0 if end >= len(records) or self.always_caught_up else 1000
         return Page(page, None if done else f"{shard_id}:{end}", behind)
 
     def sequence_of(self, record: Any) -> str:
@@ -193,6 +195,20 @@ def test_the_quiet_evidence_survives_a_restart_through_the_checkpoint(tmp_path: 
     without_evidence._position = StreamOffset({"a": ShardState(after="5")})
     with pytest.raises(ShardStreamError):
         without_evidence.latestOffset()
+
+
+def test_a_page_cut_by_the_cap_is_not_taken_for_the_tip() -> None:
+    """A full page (the cap's worth) says nothing about what follows it, whatever
+    MillisBehindLatest says: it is no evidence that later trims took only consumed records."""
+    fake = FakeShards(shards={"a": log("a", 1, 10)}, always_caught_up=True)
+    reader = make_reader(fake, max_records_per_shard="3", page_limit="100")
+    assert StreamOffset.from_json(reader.latestOffset()).shards["a"].after == "3"
+    assert "a" not in reader.reads.quiet
+    fake.trimmed_to["a"] = 6  # records 4..6, never read, are gone
+    fake.fail_next = ["ExpiredIteratorException"]
+    with pytest.raises(ShardStreamError) as caught:
+        reader.latestOffset()
+    assert (caught.value.data["lost_from"], caught.value.data["lost_to"]) == ("3", "7")
 
 
 def test_an_accepted_gap_lets_one_named_loss_through() -> None:
