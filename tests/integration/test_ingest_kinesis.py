@@ -242,10 +242,17 @@ def test_available_now_after_a_kill_reads_everything_there_at_start(
         wait_for_next_commit(job.checkpoint)
     finally:
         kill_hard(process)
-    # As if killed between the Delta commit and Spark's commit log: the restart replays it.
+    # As if killed between the last batch's Delta commit and Spark's commit log, before the
+    # next batch was planned: the restart replays that batch.
     last = max(int(p.name) for p in (job.checkpoint / "commits").iterdir() if p.name.isdigit())
     for name in (str(last), f".{last}.crc"):
         (job.checkpoint / "commits" / name).unlink(missing_ok=True)
+    for planned in (job.checkpoint / "offsets").iterdir():
+        if (
+            planned.name.strip(".").split(".")[0].isdigit()
+            and int(planned.name.strip(".").split(".")[0]) > last
+        ):
+            planned.unlink()
     put(kinesis, stream, 240, 80)
 
     final = job.run("--available-now")
