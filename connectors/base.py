@@ -88,8 +88,8 @@ class SourceKind(ABC, Generic[SourceT]):
     kind: str
     # Whether Spark's available-now trigger reads everything the source has at start (true
     # of Spark's own sources). If not, the stream opened for an available-now request
-    # offers no data past the run's start, and the runtime stops the query at the first
-    # trigger that finds none.
+    # offers no data past the run's start, and the runtime stops the query once
+    # ``available_now_done`` says a committed batch holds all of it.
     spark_available_now: bool = True
 
     def available_now_done(self, checkpoint: CheckpointFiles) -> bool:

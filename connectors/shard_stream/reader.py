@@ -383,7 +383,8 @@ def open_shard_stream(
     Spark has no available-now contract for Python sources (it falls back to one batch,
     which after a crash is only the replayed one). An available-now run here reads the
     records that arrived before it started, in batches within the usual cap, and then
-    offers nothing more: the runtime stops the query at the first trigger without data."""
+    offers nothing more; the reader marks the offset that holds it all, and the runtime stops
+    the query once a committed batch ends there (``available_now_done``)."""
     merged = {
         **request.aws.options(),
         "checkpoint": request.checkpoint,
