@@ -120,8 +120,8 @@ def _disagreement(ledger: JobLedger, files: CheckpointFiles, settings: Settings)
     marker = files.marker() or {}
     if marker.get("job", ledger.job) != ledger.job:
         return f"the checkpoint belongs to job {marker['job']}"
-    newest = newest_tagged_commit(ledger.path, settings, f"{ledger.job}:")
     if files.is_empty():
+        newest = newest_job_commit(ledger, settings)
         if newest is not None and not marker.get("recovered"):
             return (
                 f"the checkpoint is empty or missing, but {ledger.table} holds batches of this "
@@ -148,6 +148,7 @@ def _disagreement(ledger: JobLedger, files: CheckpointFiles, settings: Settings)
     if written is None:
         if last_commit < 0:
             return None  # the first batch never committed anywhere
+        newest = newest_job_commit(ledger, settings)
         if newest is not None:
             return (
                 f"{ledger.table} was written by query {str(newest.get('txn')).split(':', 1)[-1]} "
@@ -172,8 +173,13 @@ def _disagreement(ledger: JobLedger, files: CheckpointFiles, settings: Settings)
     return None
 
 
+def newest_job_commit(ledger: JobLedger, settings: Settings) -> dict[str, Any] | None:
+    """The table's newest commit written by any query of this job."""
+    return newest_tagged_commit(ledger.path, settings, f"{ledger.job}:")
+
+
 def resume_point(ledger: JobLedger, settings: Settings) -> StartAt:
-    newest = newest_tagged_commit(ledger.path, settings, f"{ledger.job}:")
+    newest = newest_job_commit(ledger, settings)
     offset = None if newest is None else newest.get("source_offset")
     if not isinstance(offset, str):
         raise UsageError(

@@ -66,8 +66,7 @@ def ingest_job(
         checkpoint=checkpoint,
         trigger_interval=job.trigger,
         translate_error=translate,
-        stops_when_drained=not kind.spark_available_now,
-        drained=partial(kind.available_now_done, files),
+        drained=None if kind.spark_available_now else partial(kind.available_now_done, files),
     )
 
 

@@ -42,10 +42,10 @@ class StreamJob:
     checkpoint: str
     trigger_interval: str
     translate_error: ErrorTranslator = field(default=lambda _message: None)
-    # Available-now without Spark's trigger: the source offers nothing past the run's
-    # start, and says through ``drained`` when a committed batch holds all of it.
-    stops_when_drained: bool = False
-    drained: Callable[[], bool] = field(default=lambda: False)
+    # Available-now without Spark's trigger (None: Spark's trigger does it): the source
+    # offers nothing past the run's start, and ``drained`` says when a committed batch
+    # holds all of it.
+    drained: Callable[[], bool] | None = None
     # Called every HEARTBEAT_S while the job runs (e.g. to renew a lease), and once when it
     # stops, however it stops.
     heartbeat: Callable[[], None] = field(default=lambda: None)
@@ -94,7 +94,7 @@ def start(job: StreamJob, mode: RunMode) -> StreamingQuery:
         .foreachBatch(job.batch_function)
         .option("checkpointLocation", job.checkpoint)
     )
-    if mode.available_now and not job.stops_when_drained:
+    if mode.available_now and job.drained is None:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=job.trigger_interval)
@@ -153,7 +153,7 @@ def run(jobs: list[StreamJob], mode: RunMode, stop: StopSignal) -> None:
             for item in running:
                 if (
                     mode.available_now
-                    and item.job.stops_when_drained
+                    and item.job.drained is not None
                     and item.query.isActive
                     and item.job.drained()
                 ):

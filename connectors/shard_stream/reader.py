@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
+from connectors.s3 import s3_client_for
 from connectors.shard_stream.api import ShardApi, ShardInfo
 from connectors.shard_stream.calls import PacedCaller
 from connectors.shard_stream.checkpoint import AVAILABLE_NOW_END, last_logged_offset
@@ -399,9 +400,7 @@ def open_shard_stream(
         merged["probe_budget_s"] = "none"
         merged["arrived_until_ms"] = str(int(time.time() * 1000))
         # A previous run's end mark says nothing about this run.
-        s3 = (
-            request.aws.client("s3") if request.checkpoint.startswith(("s3a://", "s3://")) else None
-        )
+        s3 = s3_client_for(request.checkpoint, request.settings)
         CheckpointFiles(request.checkpoint, s3).delete(AVAILABLE_NOW_END)
     request.spark.dataSource.register(data_source)
     return request.spark.readStream.format(data_source.name()).options(**merged).load()

@@ -115,10 +115,12 @@ def parse_recovery(value: str | None, names: list[str], choices: type[T]) -> T |
 
 
 def check_gap(gap: str) -> None:
-    stream, _, span = gap.rpartition("/")
-    after, _, until = span.partition("..")
-    if not (stream.count("/") >= 1 and after.isdigit() and until.isdigit()):
+    from connectors.shard_stream.shard_reads import AcceptedGap
+
+    try:
+        AcceptedGap.parse(gap)
+    except ValueError as exc:
         raise UsageError(
-            f"--accept-gap {gap!r} is not <stream>/<shard>/<after>..<until>",
+            f"--accept-gap {exc}",
             "copy it from the data-loss error, which names stream, shard and sequence numbers",
-        )
+        ) from None
