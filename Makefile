@@ -27,12 +27,13 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -e '.[dev]'
 	@touch $@
 
-$(JARS)/.resolved: pom.xml
+$(JARS)/.resolved: pom.xml jvm/pom.xml $(wildcard jvm/src/main/java/dev/streamlake/delta/*.java)
 	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch the JVM jars"; exit 2; }
 	@echo "resolving JVM jars with Maven into $(JARS)/"
 	@rm -rf $(JARS)/spark $(JARS)/kafka
 	@mvn --quiet --batch-mode -P spark package
 	@mvn --quiet --batch-mode -P kafka package
+	@mvn --quiet --batch-mode -f jvm/pom.xml package
 	@touch $@
 
 demo: setup

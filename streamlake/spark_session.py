@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG4J2 = Path(__file__).with_name("spark_log4j2.properties")
-REQUIRED_JARS = ("delta-spark_", "spark-sql-kafka-0-10_", "hadoop-aws-", "aws-msk-iam-auth-")
+REQUIRED_JARS = (
+    "delta-spark_",
+    "spark-sql-kafka-0-10_",
+    "hadoop-aws-",
+    "aws-msk-iam-auth-",
+    "streamlake-delta-logstore-",
+)
+# Built from jvm/ by `make setup`: commits to s3a:// tables with S3 conditional writes.
+CONDITIONAL_PUT_LOG_STORE = "dev.streamlake.delta.S3ConditionalPutLogStore"
 
 
 def spark_jars(jars_dir: Path) -> list[Path]:
@@ -84,6 +92,8 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint.region": aws.region,
     }
+    if settings.lake.s3_commits == "conditional-put":
+        conf["spark.delta.logStore.s3a.impl"] = CONDITIONAL_PUT_LOG_STORE
     if aws.endpoint_url:
         conf.update(
             {

@@ -19,6 +19,12 @@ class StrictModel(BaseModel):
 class LakeSettings(StrictModel):
     root: str = ".streamlake/lake"
     checkpoint_root: str = ".streamlake/checkpoints"
+    # How Delta commits to tables on s3a://. "conditional-put": S3 refuses a second commit
+    # of one version (If-None-Match), so several drivers may write one table (the process
+    # jobs share the metrics table). "single-driver": Delta's own S3 log store, safe only
+    # when every writer of a table runs in one driver (for stores without conditional
+    # writes).
+    s3_commits: Literal["conditional-put", "single-driver"] = "conditional-put"
 
     def table_path(self, layer: str, table: str) -> str:
         return f"{self.root.rstrip('/')}/{layer}/{table}"

@@ -12,6 +12,7 @@ operator who deletes a checkpoint to reprocess starts a new query whose batch id
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from streamlake.lake.tables import Contract
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 # Bounded files let readers split a big batch into tasks, and process jobs into batches,
 # that fit in memory: a reader does not split a file below a row group.
@@ -44,10 +47,29 @@ def row_count(spark: SparkSession, path: str) -> int:
 
 def ensure_table(spark: SparkSession, path: str, contract: Contract) -> None:
     """Create the empty table up front: concurrent first writes by several jobs would race
-    to create it (Delta's ProtocolChangedException)."""
-    if not table_exists(spark, path):
-        empty = spark.createDataFrame([], contract.ddl).write.format("delta").mode("ignore")
+    to create it (Delta's ProtocolChangedException). Jobs starting together in separate
+    drivers may still race here; the loser finds the winner's table."""
+    if table_exists(spark, path):
+        return
+    empty = spark.createDataFrame([], contract.ddl).write.format("delta").mode("ignore")
+    try:
         empty.partitionBy(*contract.partition_by).save(path)
+    except Exception:
+        if not created_meanwhile(spark, path):
+            raise
+        log.info("%s was created by another writer at the same time", path)
+
+
+def created_meanwhile(spark: SparkSession, path: str) -> bool:
+    """Whether the table exists now, read afresh (``table_exists`` may answer from the
+    session's cached snapshot of the log)."""
+    from delta.tables import DeltaTable
+
+    try:
+        DeltaTable.forPath(spark, path)
+    except Exception:
+        return False
+    return True
 
 
 def query_id(spark: SparkSession, checkpoint: str) -> str:

@@ -49,3 +49,15 @@ def test_missing_jars_say_how_to_get_them(tmp_path: Path) -> None:
         spark_conf(settings)
     assert "delta-spark" in str(caught.value)
     assert "make setup" in str(caught.value)
+
+
+def test_s3_tables_commit_with_conditional_puts_unless_told_otherwise() -> None:
+    settings = load_config("local", CONFIGS, environ={}).settings
+    conf = spark_conf(settings, cores=2)
+    assert conf["spark.delta.logStore.s3a.impl"] == "dev.streamlake.delta.S3ConditionalPutLogStore"
+    assert any("streamlake-delta-logstore-" in jar for jar in conf["spark.jars"].split(","))
+
+    single = load_config(
+        "local", CONFIGS, environ={"STREAMLAKE__LAKE__S3_COMMITS": "single-driver"}
+    ).settings
+    assert "spark.delta.logStore.s3a.impl" not in spark_conf(single, cores=2)
