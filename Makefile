@@ -45,9 +45,11 @@ test: setup
 test-unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-# The long crash scenarios (more kill rounds, every fault point, every source kind).
+# The long crash scenarios (more kill rounds, every fault point, every source kind), then
+# the chaos soak, which writes its figures to docs/reliability.md.
 soak: setup
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
+	$(BIN)/python -m tests.chaos
 
 lint: setup
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
 from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
-from streamlake.lake.spark_delta import IdempotentDeltaAppend
+from streamlake.lake.spark_delta import IdempotentDeltaAppend, ensure_table
 from streamlake.lake.tables import RAW
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ def ingest_job(
     raw_path = settings.lake.table_path("raw", job.table)
     files = checkpoint_files(checkpoint, settings)
     start = guard(JobLedger(name, f"raw.{job.table}", raw_path), files, settings, recover)
+    # Up front, so that the table's process job can start in the same run before the
+    # first batch arrives.
+    ensure_table(spark, raw_path, RAW)
     request = StreamRequest(
         spark,
         table,

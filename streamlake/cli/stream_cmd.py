@@ -63,6 +63,8 @@ def run_command(
     pipeline, settings = config.pipeline, config.settings
     runnable = [n for n, j in pipeline.jobs.items() if j.kind in ("ingest", "process")]
     names = select_jobs(job, runnable, list(pipeline.jobs))
+    # Ingest jobs first: each creates its raw table, which its process job reads.
+    names.sort(key=lambda name: pipeline.jobs[name].kind != "ingest")
     recovery = parse_recovery(recover, names, Recovery)
     gaps = tuple(accept_gap or ())
     for gap in gaps:

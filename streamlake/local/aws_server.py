@@ -21,6 +21,11 @@ class AwsServer:
     def log_file(self) -> Path:
         return self.state_dir / "logs" / "aws.log"
 
+    @property
+    def state_file(self) -> Path:
+        """Where the server keeps Kinesis and DynamoDB across a restart."""
+        return self.state_dir / "aws" / "state.pickle"
+
     def command(self) -> list[str]:
         return [
             sys.executable,
@@ -30,4 +35,6 @@ class AwsServer:
             self.host,
             "-p",
             str(self.port),
+            "--state-file",
+            str(self.state_file),
         ]

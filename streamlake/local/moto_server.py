@@ -20,12 +20,23 @@ can wait for. The local server trims on demand instead: a stream tagged
 ``streamlake.local/trim-before-ms`` (epoch millis) loses every record that arrived before
 then, as retention would; sequence numbers keep growing past trimmed records.
 
-Run as ``python -m streamlake.local.moto_server -H 127.0.0.1 -p PORT``.
+moto keeps everything in memory. With ``--state-file``, the Kinesis streams and the
+DynamoDB tables with their streams (what the streaming jobs read, positions included) are
+saved there when the server stops on SIGTERM or SIGINT and loaded when it starts, so a
+restart keeps them. S3 objects, SNS, Firehose and Glue are not kept (moto's S3 objects live
+in temporary files that cannot be saved this way); `local up` creates their resources
+again, empty. A server killed with SIGKILL saves nothing.
+
+Run as ``python -m streamlake.local.moto_server -H 127.0.0.1 -p PORT [--state-file F]``.
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
+import sys
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 from moto.kinesis import models
@@ -34,6 +45,9 @@ from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator
 from moto.utilities.utils import md5_hash
 
 TRIM_TAG = "streamlake.local/trim-before-ms"
+STATE_OPTION = "--state-file"
+
+log = logging.getLogger(__name__)
 
 
 def trim(stream: Any) -> None:
@@ -158,11 +172,64 @@ def apply() -> None:
     setattr(models.KinesisBackend, "get_records", get_records)  # noqa: B010
 
 
+def persisted_backends() -> dict[str, Any]:
+    """The backends a restart keeps, by service: what the streaming jobs read."""
+    from moto.backends import get_backend
+
+    return {
+        "kinesis": get_backend("kinesis"),
+        "dynamodb": get_backend("dynamodb"),
+        "dynamodbstreams": get_backend("dynamodbstreams"),
+    }
+
+
+def save_state(path: Path) -> None:
+    """Write the persisted services' backends (every account and region) to ``path``."""
+    snapshot = {
+        name: {account: dict(regions.items()) for account, regions in backends.items()}
+        for name, backends in persisted_backends().items()
+    }
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_bytes(pickle.dumps(snapshot))
+    partial.chmod(0o600)
+    partial.replace(path)
+
+
+def load_state(path: Path) -> None:
+    """Put the backends saved in ``path`` back in place."""
+    # The file is this server's own, written by save_state in its owner-only state folder.
+    snapshot = pickle.loads(path.read_bytes())
+    backends_by_service = persisted_backends()
+    for name, accounts in snapshot.items():
+        backends = backends_by_service[name]
+        for account, regions in accounts.items():
+            for region, backend in regions.items():
+                backends[account][region] = backend
+
+
+def state_file_option(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """``--state-file F`` taken out of ``argv``; the rest is moto's."""
+    if STATE_OPTION not in argv:
+        return None, argv
+    at = argv.index(STATE_OPTION)
+    return Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
+
+
 def main() -> None:
     from moto.server import main as moto_main
 
+    state_file, argv = state_file_option(sys.argv[1:])
     apply()
-    moto_main()
+    if state_file is not None and state_file.exists():
+        load_state(state_file)
+        print(f"loaded Kinesis and DynamoDB state from {state_file}", flush=True)
+    try:
+        moto_main(argv)
+    finally:
+        # moto turns SIGTERM and SIGINT into SystemExit, which passes through here.
+        if state_file is not None:
+            save_state(state_file)
+            print(f"saved Kinesis and DynamoDB state to {state_file}", flush=True)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ class LocalStack:
     def _start_aws(self) -> None:
         if not self._running(AWS):
             self._check_port_free(AWS, self.aws_server.port, "AWS_PORT")
+            self.aws_server.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             processes.start(
                 AWS,
                 self.aws_server.command(),
@@ -176,6 +177,19 @@ class LocalStack:
 
     def _resources(self) -> list[Resource]:
         return declared_resources(self.pipeline, self.settings.kafka, self.aws)
+
+    def restart(self, name: str, on_step: Callable[[str], None] = lambda _: None) -> None:
+        """Stop one service gracefully and start it again (Kafka keeps its log on disk;
+        the AWS server saves Kinesis and DynamoDB on stop), then recreate missing
+        resources."""
+        starts = {KAFKA: self._start_kafka, AWS: self._start_aws}
+        if name not in starts:
+            raise UsageError(f"no local service named {name!r}", f"use {' or '.join(starts)}")
+        on_step(f"stopping {name}")
+        processes.stop(self.run_dir, name)
+        on_step(f"starting {name}")
+        starts[name]()
+        ensure_all(self._resources())
 
     # -- status -----------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Lake state left stale by a local source that was created anew.
 
-The local AWS server keeps streams and tables in memory, so after `local down` and `up`
+The local AWS server keeps streams and tables in memory and saves them when it stops; when
+that state is gone (the server was killed, or its state folder removed), after `local up`
 the Kinesis stream and the DynamoDB table are new and empty, while the raw, processed and
 quarantine tables and the jobs' checkpoints in the local lake still describe the old ones
 (their positions point into records that no longer exist). The same holds for a Kafka topic

@@ -110,6 +110,8 @@ def test_every_record_arrives_once_with_coordinates(
     assert first["ingest_date"] == first["ingest_ts"].date()
 
 
+# In `make soak`; `make test` kills every job at random in tests/e2e/test_chaos.py.
+@pytest.mark.soak
 def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:

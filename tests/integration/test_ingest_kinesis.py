@@ -194,6 +194,8 @@ def test_shard_merge_during_ingestion_loses_and_repeats_nothing(
     assert max(r["ingest_ts"] for r in parent_rows) <= min(r["ingest_ts"] for r in child_rows)
 
 
+# In `make soak`; `make test` kills every job at random in tests/e2e/test_chaos.py.
+@pytest.mark.soak
 def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:
