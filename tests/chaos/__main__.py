@@ -41,7 +41,7 @@ def main() -> int:
         rates={"orders": 40.0, "clickstream": 40.0, "customers": 10.0},
         overload_factor=10.0,
         overload_s=60.0,
-        run_s=(10.0, 45.0),
+        kill_after_commit_s=(0.0, 20.0),
         memory_ceiling_mb=args.memory_ceiling_mb,
     )
     work = Path(tempfile.mkdtemp(prefix="streamlake-soak-"))

@@ -34,7 +34,7 @@ from streamlake.local.resources import declared_resources, ensure_all
 from streamlake.local.stack import AWS, KAFKA, LocalStack
 from streamlake.paths import checkout_root
 from tests.chaos.load import PacedProducer, SourceLoad, loads, start_producers
-from tests.support import kill_hard, start_job, write_config_dir
+from tests.support import committed_batches, kill_hard, start_job, write_config_dir
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,23 @@ class ChaosPlan:
     rates: dict[str, float]
     overload_factor: float
     overload_s: float
-    # A run of the driver lasts a random time within this range before it is killed; the
-    # first is short enough to fall before the first commit.
-    run_s: tuple[float, float]
+    # The driver is killed a random time within this range after a run's first commit (the
+    # first run: 2 to 8 s after it starts, before any commit); a run without any commit for
+    # ``max_run_s`` is killed then.
+    kill_after_commit_s: tuple[float, float]
     memory_ceiling_mb: float
     drain_timeout_s: float = 900
+    max_run_s: float = 180
+
+
+@dataclass
+class DriverRun:
+    """One run of the driver: when it started, the commits there were, when to kill it
+    (None until the run's first commit)."""
+
+    started: float
+    commits_before: int
+    kill_at: float | None = None
 
 
 @dataclass
@@ -215,8 +227,7 @@ class ChaosRun:
         overload_at = self.rng.uniform(0.3, 0.6) * span
         self.overload_end = overload_end = overload_at + plan.overload_s
         overloading = False
-        run_for = self.rng.uniform(2.0, 8.0)  # the first kill: while the driver starts
-        run_started = self.elapsed()
+        run = DriverRun(self.elapsed(), self.committed(), self.rng.uniform(2.0, 8.0))
         next_sample = 0.0
         while self.elapsed() < span or self.figures.kills < plan.kills:
             now = self.elapsed()
@@ -233,18 +244,25 @@ class ChaosRun:
                 self.overload_mark = sum(p.count() for p in producers.values())
                 self.figures.overload_produced = self.overload_mark
                 self.say(f"overload over: {self.overload_mark} records produced so far")
+            if run.kill_at is None:
+                if self.committed() > run.commits_before:
+                    run.kill_at = now + self.rng.uniform(*plan.kill_after_commit_s)
+                elif now - run.started > plan.max_run_s:
+                    run.kill_at = now
             if driver.poll() is not None:
                 if self.exited(driver):
                     break
-                driver, run_started = self.start_driver(), self.elapsed()
-                run_for = self.rng.uniform(*plan.run_s)
-            elif now - run_started >= run_for:
+                driver, run = self.start_driver(), DriverRun(self.elapsed(), self.committed())
+            elif run.kill_at is not None and now >= run.kill_at:
                 kill_hard(driver)
                 self.exits_in_a_row = 0
                 self.figures.kills += 1
-                self.say(f"kill {self.figures.kills} after {now - run_started:.0f} s of running")
-                driver, run_started = self.start_driver(), self.elapsed()
-                run_for = self.rng.uniform(*plan.run_s)
+                commits = self.committed() - run.commits_before
+                self.say(
+                    f"kill {self.figures.kills} after {now - run.started:.0f} s of running "
+                    f"({commits} batches committed in the run)"
+                )
+                driver, run = self.start_driver(), DriverRun(self.elapsed(), self.committed())
             rss = tree_rss_mb(driver)
             self.figures.peak_rss_mb = max(self.figures.peak_rss_mb, rss)
             if overloading:
@@ -346,6 +364,13 @@ class ChaosRun:
             producer.factor = factor
 
     # -- measures ---------------------------------------------------------------------
+
+    def committed(self) -> int:
+        """Batches the streaming jobs have committed (their checkpoints' commit logs)."""
+        return sum(
+            committed_batches(Path(self.settings.lake.checkpoint_path(name)))
+            for name in self.pipeline.jobs
+        )
 
     def done(self, load: SourceLoad) -> int:
         return table_rows(self.settings, "processed", load.table) + table_rows(

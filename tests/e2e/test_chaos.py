@@ -34,7 +34,7 @@ def test_killed_driver_and_restarted_services_lose_and_repeat_nothing(
         rates={"orders": 10.0, "clickstream": 10.0, "customers": 4.0},
         overload_factor=5.0,
         overload_s=15,
-        run_s=(15.0, 35.0),
+        kill_after_commit_s=(0.0, 10.0),
         memory_ceiling_mb=4096,
         drain_timeout_s=400,
     )
