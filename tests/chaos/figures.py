@@ -27,7 +27,7 @@ def render(figures: ChaosFigures) -> str:
         "",
         "| figure | value |",
         "|---|---:|",
-        f"| production | {plan.produce_s / 60:.0f} min at {rates} |",
+        f"| production | {figures.produced_s / 60:.1f} min at {rates} |",
         f"| overload | x{plan.overload_factor:g} for {plan.overload_s:.0f} s |",
         f"| driver SIGKILLs | {figures.kills} |",
         f"| driver exits on its own (exit codes) | {exits} |",

@@ -97,6 +97,8 @@ class ChaosFigures:
     peak_rss_mb: float = 0.0
     peak_rss_overload_mb: float = 0.0
     overload_produced: int = 0
+    # Production runs on past ``produce_s`` until every kill is done.
+    produced_s: float = 0.0
     max_backlog: int = 0
     catch_up_s: float | None = None
     drain_s: float = 0.0
@@ -282,6 +284,7 @@ class ChaosRun:
         self, driver: subprocess.Popen[bytes], producers: dict[str, PacedProducer]
     ) -> subprocess.Popen[bytes]:
         """Let the driver run until processed and quarantine hold every record produced."""
+        self.figures.produced_s = self.elapsed()
         self.say("production stopped; waiting for the pipeline to catch up")
         started = time.monotonic()
         deadline = started + self.plan.drain_timeout_s
