@@ -96,7 +96,6 @@ class ChaosFigures:
     resent: int = 0
     peak_rss_mb: float = 0.0
     peak_rss_overload_mb: float = 0.0
-    overload_produced: int = 0
     # Production runs on past ``produce_s`` until every kill is done.
     produced_s: float = 0.0
     max_backlog: int = 0
@@ -244,7 +243,6 @@ class ChaosRun:
                 overloading = False
                 self.set_factor(producers, 1.0)
                 self.overload_mark = sum(p.count() for p in producers.values())
-                self.figures.overload_produced = self.overload_mark
                 self.say(f"overload over: {self.overload_mark} records produced so far")
             if run.kill_at is None:
                 if self.committed() > run.commits_before:

@@ -123,7 +123,6 @@ class Produced:
     bad: set[str] = field(default_factory=set)
     duplicated: set[str] = field(default_factory=set)
     resent: set[str] = field(default_factory=set)
-    failures: int = 0
     failure_notes: list[str] = field(default_factory=list)
 
     @property
@@ -206,7 +205,6 @@ class PacedProducer(threading.Thread):
                     failure = exc
             if failure is None:
                 break
-            self.produced.failures += 1
             if len(self.produced.failure_notes) < 5:
                 self.produced.failure_notes.append(f"{time.strftime('%H:%M:%S')} {failure}")
             log.warning("producing to %s failed (%s); sending again", self.load.source, failure)
