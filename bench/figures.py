@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import subprocess
 import threading
@@ -89,22 +90,35 @@ def plain_spark_kafka_to_delta(env: BenchEnv, topic: str, records: int) -> Run:
     path = str(env.work / "plain" / topic)
     checkpoint = str(env.work / "plain-checkpoint" / topic)
     started = time.monotonic()
-    query = (
+    rows = write_available_now(env, plain_kafka_stream(env, topic), path, checkpoint, records)
+    seconds = time.monotonic() - started
+    return Run("plain_spark_kafka_to_delta", rows, seconds, "readStream kafka -> writeStream delta")
+
+
+def plain_kafka_stream(env: BenchEnv, topic: str) -> Any:
+    """Spark's Kafka source on ``topic`` from its start, with no option a user would not set."""
+    return (
         env.spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", env.settings.bootstrap_servers)
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .load()
-        .writeStream.format("delta")
+    )
+
+
+def write_available_now(env: BenchEnv, frame: Any, path: str, checkpoint: str, records: int) -> int:
+    """Run ``frame`` into a Delta table at ``path`` until it has read all there is; check
+    that the table holds ``records`` rows."""
+    query = (
+        frame.writeStream.format("delta")
         .option("checkpointLocation", checkpoint)
         .trigger(availableNow=True)
         .start(path)
     )
     query.awaitTermination()
-    seconds = time.monotonic() - started
-    rows = env.spark.read.format("delta").load(path).count()
-    assert rows == records, f"plain Spark wrote {rows} rows, expected {records}"
-    return Run("plain_spark_kafka_to_delta", rows, seconds, "readStream kafka -> writeStream delta")
+    rows = int(env.spark.read.format("delta").load(path).count())
+    assert rows == records, f"plain Spark wrote {rows} rows to {path}, expected {records}"
+    return rows
 
 
 def ingest_raw(env: BenchEnv, name: str, job: str, pipeline: Pipeline, records: int) -> Run:
@@ -182,7 +196,116 @@ def process_raw(env: BenchEnv, name: str, job: str, pipeline: Pipeline, records:
     return Run(name, processed, seconds, f"streamlake stream run {job} --available-now")
 
 
-def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str) -> Run:
+def plain_spark_process(env: BenchEnv, pipeline: Pipeline, records: int) -> Run:
+    """What a user would write instead of the process job: the raw table as a Delta stream,
+    ``from_json`` with the table's schema, appended to Delta; no validation, no dedup, no
+    quarantine."""
+    from pyspark.sql import functions as F
+
+    schema = pipeline.tables["orders"].schema_ddl
+    path = str(env.work / "plain" / "processed-orders")
+    checkpoint = str(env.work / "plain-checkpoint" / "processed-orders")
+    started = time.monotonic()
+    raw = env.spark.readStream.format("delta").load(env.settings.lake.table_path("raw", "orders"))
+    parsed = raw.select(
+        F.from_json(F.col("payload").cast("string"), schema).alias("j"),
+        "partition",
+        "position",
+        "ingest_ts",
+    ).select("j.*", "partition", "position", "ingest_ts")
+    rows = write_available_now(env, parsed, path, checkpoint, records)
+    seconds = time.monotonic() - started
+    return Run(
+        "plain_spark_process",
+        rows,
+        seconds,
+        "readStream delta raw -> from_json with the table's schema -> writeStream delta",
+    )
+
+
+def plain_spark_latency(env: BenchEnv, rate: float, seconds: float) -> Run:
+    """The latency anchor: a minimal one-hop query (Kafka -> ``from_json`` -> Delta, the
+    default trigger) at the offered load of ``e2e_latency``; latency from each record's
+    Kafka timestamp to the commit that made it readable."""
+    from pyspark.sql import functions as F
+
+    topic = "bench-plain-latency"
+    path = str(env.work / "latency" / "plain" / "table")
+    checkpoint = str(env.work / "latency" / "plain" / "checkpoint")
+    kafka_admin.ensure_topics(
+        client_config(env.settings.kafka), [kafka_admin.TopicSpec(topic, partitions=3)]
+    )
+    warmup = 2_000
+    load.send_all(env.broker, env.settings.bootstrap_servers, topic, warmup)
+    schema = env.pipeline.tables["orders"].schema_ddl
+    query = (
+        plain_kafka_stream(env, topic)
+        .select(F.from_json(F.col("value").cast("string"), schema).alias("j"), "timestamp")
+        .select("j.*", "timestamp")
+        .writeStream.format("delta")
+        .option("checkpointLocation", checkpoint)
+        .start(path)
+    )
+    try:
+        wait_for_rows(env.spark, path, warmup, lambda: query.exception())
+        produced_from = datetime.now(UTC)
+        paced = load.send_paced(
+            env.broker, env.settings.bootstrap_servers, topic, rate, seconds, warmup
+        )
+        wait_for_rows(env.spark, path, warmup + paced.sent, lambda: query.exception())
+    finally:
+        query.stop()
+    table = env.spark.read.format("delta").load(path)
+    rows = table.select(
+        F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)$", 1).alias("file"),
+        F.col("timestamp").alias("event_ts"),
+    )
+    latencies = latencies_ms(env.spark, Path(path), rows, produced_from)
+    return latency_run(
+        "plain_spark_latency",
+        latencies,
+        rate,
+        paced,
+        f"produce at {rate:,.0f}/s; readStream kafka -> from_json -> writeStream delta "
+        "(default trigger); Kafka timestamp -> readable",
+    )
+
+
+def wait_for_rows(spark: Any, path: str, rows: int, failed: Any, timeout_s: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while row_count(spark, path) < rows:
+        failure = failed()
+        if failure is not None:
+            raise RuntimeError(f"the query writing {path} failed: {failure}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not reach {rows} rows in {timeout_s:.0f}s")
+        time.sleep(1.0)  # polling the table with a deadline
+
+
+def latency_run(
+    name: str, latencies: list[float], rate: float, paced: load.Paced, what: str
+) -> Run:
+    return Run(
+        name,
+        len(latencies),
+        paced.seconds,
+        what,
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
+        extra={
+            "target_rate_per_s": round(rate, 1),
+            "achieved_rate_per_s": round(paced.rate, 1),
+            "max_ms": round(max(latencies), 1) if latencies else None,
+            # Share of the machine's cores the load generator used while producing.
+            "load_generator_cpu_s": round(paced.cpu_s, 1),
+            "load_generator_core_share": round(
+                paced.cpu_s / (paced.seconds * (os.cpu_count() or 1)), 3
+            ),
+        },
+    )
+
+
+def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, inline: bool) -> Run:
     """Produce at ``rate`` while ingest-orders and process-orders run back to back; latency
     is from each record's Kafka timestamp (set by the producer) to the commit of the
     processed version that made it readable."""
@@ -198,18 +321,22 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
         }
     )
     pipeline = kafka_pipeline(env, topic)
+    mode = "inline" if inline else "separate"
     jobs = {
-        name: pipeline.jobs[name].model_copy(update={"trigger": "0 seconds"})
-        for name in ("ingest-orders", "process-orders")
+        "ingest-orders": pipeline.jobs["ingest-orders"].model_copy(update={"trigger": "0 seconds"}),
+        "process-orders": pipeline.jobs["process-orders"].model_copy(
+            update={"trigger": "0 seconds", "mode": mode}
+        ),
     }
+    running = list(jobs) if not inline else ["ingest-orders"]
     pipeline = pipeline.model_copy(update={"jobs": {**pipeline.jobs, **jobs}})
     warmup = 2_000
     kafka_admin.ensure_topics(
         client_config(settings.kafka), [kafka_admin.TopicSpec(topic, partitions=3)]
     )
     load.send_all(env.broker, settings.bootstrap_servers, topic, warmup)
-    # Warm both jobs (and create raw.orders, which the process job needs) before measuring.
-    for job_name in ("ingest-orders", "process-orders"):
+    # Warm the jobs (and create raw.orders, which the process job needs) before measuring.
+    for job_name in running:
         job = (
             ingest_job(env.spark, job_name, pipeline, settings, env.aws, available_now=True)
             if job_name.startswith("ingest")
@@ -218,8 +345,10 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
         runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
     stop = runtime.StopSignal()
     streaming = [
-        ingest_job(env.spark, "ingest-orders", pipeline, settings, env.aws, available_now=False),
-        process_job(env.spark, "process-orders", pipeline, settings),
+        ingest_job(env.spark, "ingest-orders", pipeline, settings, env.aws, available_now=False)
+        if job_name.startswith("ingest")
+        else process_job(env.spark, "process-orders", pipeline, settings)
+        for job_name in running
     ]
     failure: list[BaseException] = []
 
@@ -232,9 +361,8 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
     runner = threading.Thread(target=run_jobs, name="bench-latency-jobs")
     runner.start()
     produced_from = datetime.now(UTC)
-    producing = time.monotonic()
-    sent = load.send_paced(env.broker, settings.bootstrap_servers, topic, rate, seconds, warmup)
-    produced_in = time.monotonic() - producing
+    paced = load.send_paced(env.broker, settings.bootstrap_servers, topic, rate, seconds, warmup)
+    sent = paced.sent
     processed_path = settings.lake.table_path("processed", "orders")
     deadline = time.monotonic() + max(600.0, 10 * seconds)
     while row_count(env.spark, processed_path) < warmup + sent and not failure:
@@ -247,31 +375,24 @@ def e2e_latency(env: BenchEnv, name: str, rate: float, seconds: float, what: str
     runner.join()
     if failure:
         raise failure[0]
-    latencies = readable_latencies_ms(env.spark, settings, produced_from)
-    return Run(
+    latencies = processed_latencies_ms(env.spark, settings, produced_from)
+    return latency_run(
         name,
-        len(latencies),
-        seconds,
-        f"produce at {rate:,.0f}/s ({what}) with ingest-orders and process-orders running "
-        "back to back; producer timestamp -> readable in processed",
-        p50_ms=percentile(latencies, 0.50),
-        p99_ms=percentile(latencies, 0.99),
-        extra={
-            "target_rate_per_s": round(rate, 1),
-            "achieved_rate_per_s": round(sent / produced_in, 1),
-            "max_ms": round(max(latencies), 1) if latencies else None,
-        },
+        latencies,
+        rate,
+        paced,
+        f"produce at {rate:,.0f}/s; ingest-orders and process-orders "
+        + ("in one hop (process-orders mode: inline)" if inline else "as two hops")
+        + ", trigger 0 seconds; Kafka timestamp -> readable in processed.orders",
     )
 
 
-def readable_latencies_ms(spark: Any, settings: Settings, since: datetime) -> list[float]:
-    """Per processed row produced after ``since``: ms from its Kafka timestamp to the moment
-    the Delta commit that added its file was written (when readers first see it)."""
+def processed_latencies_ms(spark: Any, settings: Settings, since: datetime) -> list[float]:
+    """Per processed row produced after ``since``: ms from its Kafka timestamp (raw's
+    event_ts) to the moment the Delta commit that added its file was written."""
     from pyspark.sql import functions as F
 
     processed_path = settings.lake.table_path("processed", "orders")
-    commits = commit_times(Path(processed_path))
-    files = spark.createDataFrame(list(commits.items()), "file STRING, readable_at DOUBLE")
     processed = spark.read.format("delta").load(processed_path)
     rows = processed.select(
         F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+)$", 1).alias("file"),
@@ -279,9 +400,22 @@ def readable_latencies_ms(spark: Any, settings: Settings, since: datetime) -> li
         F.col("_position").alias("position"),
     )
     raw = spark.read.format("delta").load(settings.lake.table_path("raw", "orders"))
+    timed = rows.join(
+        raw.select("partition", "position", "event_ts"), ["partition", "position"]
+    ).select("file", "event_ts")
+    return latencies_ms(spark, Path(processed_path), timed, since)
+
+
+def latencies_ms(spark: Any, table: Path, rows: Any, since: datetime) -> list[float]:
+    """For ``rows`` (``file``, ``event_ts``) with event_ts after ``since``: ms from event_ts
+    to the moment the Delta commit that added the row's file was written (when readers
+    first see it)."""
+    from pyspark.sql import functions as F
+
+    commits = commit_times(table)
+    files = spark.createDataFrame(list(commits.items()), "file STRING, readable_at DOUBLE")
     joined = (
         rows.join(files, "file")
-        .join(raw.select("partition", "position", "event_ts"), ["partition", "position"])
         .where(F.col("event_ts") >= F.lit(since))
         .select(((F.col("readable_at") - F.col("event_ts").cast("double")) * 1000).alias("ms"))
     )

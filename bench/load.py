@@ -13,7 +13,10 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import psutil
 
 from streamlake.local.kafka_broker import KafkaBroker
 from streamlake.produce.events import order
@@ -86,14 +89,29 @@ def send_all(broker: KafkaBroker, bootstrap_servers: str, topic: str, count: int
     return time.monotonic() - started
 
 
+@dataclass(frozen=True)
+class Paced:
+    """What a paced load sent, and the CPU it took (the producer JVM and the thread that
+    feeds it): what the load generator takes from the pipeline's cores."""
+
+    sent: int
+    seconds: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
+
+
 def send_paced(
     broker: KafkaBroker, bootstrap_servers: str, topic: str, rate: float, seconds: float, first: int
-) -> int:
-    """Send distinct orders at ``rate`` per second for ``seconds``; return how many were sent."""
+) -> Paced:
+    """Send distinct orders at ``rate`` per second for ``seconds``."""
     client = console_producer(broker, bootstrap_servers, topic)
     assert client.stdin is not None
     total = int(rate * seconds)
     orders = distinct_orders(total, first)
+    feeder_cpu = time.thread_time()
     started = time.monotonic()
     sent = 0
     while sent < total:
@@ -103,5 +121,16 @@ def send_paced(
             sent += 1
         client.stdin.flush()
         time.sleep(0.005)  # pacing, not synchronisation: the next slice of the schedule
+    elapsed = time.monotonic() - started
+    feeder_cpu = time.thread_time() - feeder_cpu
+    producer_cpu = process_cpu_s(client.pid)
     finish(client)
-    return sent
+    return Paced(sent, elapsed, feeder_cpu + producer_cpu)
+
+
+def process_cpu_s(pid: int) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)

@@ -100,10 +100,13 @@ class Report:
             mark = " (met)" if value >= target else " (missed)"
             lines.append(f"| {name} | {value:.3f}{mark} | {target} |")
         if self.limits:
-            lines += ["", "| latency | value | target (at most) |", "|---|---:|---:|"]
+            lines += ["", "| latency (ms, or ours over the anchor's) | value | target (at most) |"]
+            lines += ["|---|---:|---:|"]
             for name, limit in self.limits.items():
                 mark = " (met)" if limit["value"] <= limit["target"] else " (missed)"
-                lines.append(f"| {name} | {limit['value']:.0f}{mark} | {limit['target']:.0f} |")
+                digits = 3 if limit["target"] < 10 else 0  # a ratio, or milliseconds
+                shown = [f"{v:.{digits}f}" for v in limit.values()]
+                lines.append(f"| {name} | {shown[0]}{mark} | {shown[1]} |")
         if self.notes:
             lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines) + "\n"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,20 +68,98 @@ class BatchCounts:
         }
 
 
-@dataclass(frozen=True)
 class MetricsRecorder:
-    """Records a job's batch counts; ``target`` appends them once per batch id."""
+    """Records a job's batch counts: a log line at once, and a row in the metrics table
+    written by a background thread, so that the commit never holds up the next batch
+    (metrics never block or fail the job). Rows whose write failed are retried with the
+    next batch's. A row lost with the process is written at the job's next start by
+    ``catch_up``, from the counts the batch's data commit carries."""
 
-    job: str
-    target: IdempotentDeltaAppend
+    def __init__(
+        self,
+        job: str,
+        target: IdempotentDeltaAppend,
+        recorded_through: Callable[[str], int | None] | None = None,
+        background: bool = True,
+    ) -> None:
+        self.job = job
+        self.target = target
+        # The last batch id the metrics table holds for a txn app id (None: none).
+        self.recorded_through = recorded_through
+        self.background = background
+        self.unwritten: list[tuple[int, BatchCounts]] = []
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
 
     def record(self, spark: SparkSession, batch_id: int, counts: BatchCounts) -> None:
+        """Called after the batch's data committed."""
+        log_batch(self.job, batch_id, counts, counts.fields(self.job, batch_id))
+        with self._lock:
+            self.unwritten.append((batch_id, counts))
+        if not self.background:
+            self._write(spark)
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"metrics-{self.job}")
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._writer.submit(self._write, spark))
+
+    def catch_up(self, spark: SparkSession, committed: dict[int, dict[str, Any]]) -> None:
+        """Called at a run's first batch with the counts of the batches whose data committed
+        (by batch id): records those the metrics table does not hold yet."""
+        through = None
+        if self.recorded_through is not None:
+            try:
+                through = self.recorded_through(self.target.txn_app_id(spark))
+            except Exception as exc:  # metrics never fail the job
+                log.warning("job %s: could not read the metrics table (%s)", self.job, exc)
+                return
+        missing = sorted(b for b in committed if through is None or b > through)
+        for batch_id in missing:
+            self.unwritten.append((batch_id, BatchCounts.from_dict(committed[batch_id])))
+        if missing:
+            log.info("job %s: recording the metrics of batches %s", self.job, missing)
+            self._write(spark)
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait for the rows being written; called when the job stops."""
+        if self._pending:
+            wait(self._pending, timeout=timeout_s)
+        if self._writer is not None:
+            self._writer.shutdown(wait=False)
+            self._writer = None
+        if self.unwritten:
+            log.warning(
+                "job %s: metrics of batches %s not written; the next start records them",
+                self.job,
+                [batch_id for batch_id, _ in self.unwritten],
+            )
+
+    def _write(self, spark: SparkSession) -> None:
+        """Append every unwritten row in one commit, tagged with the newest batch id."""
         from pyspark.sql import functions as F
 
-        fields = counts.fields(self.job, batch_id)
-        log_batch(self.job, batch_id, counts, fields)
-        row = spark.createDataFrame([(*fields.values(), None)], BATCH_METRICS.ddl)
-        self.target.write(row.withColumn("recorded_at", F.current_timestamp()), batch_id)
+        with self._lock:
+            rows = list(self.unwritten)
+        if not rows:
+            return
+        values = [(*counts.fields(self.job, b).values(), None) for b, counts in rows]
+        frame = spark.createDataFrame(values, BATCH_METRICS.ddl)
+        try:
+            self.target.write(frame.withColumn("recorded_at", F.current_timestamp()), rows[-1][0])
+        except Exception as exc:  # metrics never fail the job: kept for the next write
+            self.failures += 1
+            log.warning(
+                "job %s: could not write the metrics of batches %s (%s); retrying with the next",
+                self.job,
+                [b for b, _ in rows],
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            return
+        with self._lock:
+            del self.unwritten[: len(rows)]
 
 
 def log_batch(job: str, batch_id: int, counts: BatchCounts, fields: dict[str, Any]) -> None:

@@ -24,16 +24,18 @@ from streaming.checkpoint_guard import (
 )
 from streaming.runtime import StreamJob
 from streaming.transforms.avro import AvroDecoder, avro_decoder
-from streaming.transforms.check import check, passed, quarantine_counts, slim
+from streaming.transforms.check import check, passed, slim
 from streaming.transforms.dedup import Watermark
 from streaming.transforms.drift import known_fields, needs_schema_merge, new_fields
 from streaming.transforms.shape import processed_rows, quarantine_rows
 from streaming.transforms.spec import TableSpec
+from streaming.transforms.summary import summarize
 from streamlake.config.pipeline import Pipeline
-from streamlake.config.settings import LakeSettings, Settings
+from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
 from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
+from streamlake.lake.delta_rs import last_transaction_version
 from streamlake.lake.leases import LEASES, TableLeases
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table, table_exists
 from streamlake.lake.tables import PROCESSED_PARTITION
@@ -53,14 +55,18 @@ class ProcessTargets:
     metrics: MetricsRecorder
 
     @classmethod
-    def of(cls, lake: LakeSettings, job: str, table: str, checkpoint: str | None) -> ProcessTargets:
+    def of(cls, settings: Settings, job: str, table: str, checkpoint: str | None) -> ProcessTargets:
+        lake = settings.lake
+
         def append(path: str, *partition_by: str) -> IdempotentDeltaAppend:
             return IdempotentDeltaAppend(path, job, partition_by, checkpoint=checkpoint)
 
+        metrics_path = lake.meta_path("batch_metrics")
+        recorded_through = partial(last_transaction_version, metrics_path, settings)
         return cls(
             processed=append(lake.table_path("processed", table), PROCESSED_PARTITION),
             quarantine=append(lake.table_path("quarantine", table)),
-            metrics=MetricsRecorder(job, append(lake.meta_path("batch_metrics"))),
+            metrics=MetricsRecorder(job, append(metrics_path), recorded_through),
         )
 
 
@@ -75,13 +81,18 @@ def process_job(
     job = pipeline.jobs[name]
     if job.kind != "process" or job.table is None:
         raise UsageError(f"{name} is not a process job")
+    if job.mode == "inline":
+        raise UsageError(
+            f"{name} runs inside {pipeline.ingest_job_of(job.table)} (mode: inline)",
+            f"run {pipeline.ingest_job_of(job.table)}, or set mode: separate to run {name}",
+        )
     raw_path = settings.lake.table_path("raw", job.table)
     if not table_exists(spark, raw_path):
         raise UsageError(
             f"raw.{job.table} does not exist yet at {raw_path}",
             f"run the ingest job of {job.table} first",
         )
-    leases = TableLeases(location_files(settings.lake.meta_path(LEASES), settings))
+    leases = table_leases(settings)
     leases.take(job.table, name)  # a replay of the table refuses to run meanwhile
     checkpoint = settings.lake.checkpoint_path(name)
     files = checkpoint_files(checkpoint, settings)
@@ -89,7 +100,6 @@ def process_job(
         name, f"processed.{job.table}", settings.lake.table_path("processed", job.table)
     )
     start = guard(ledger, files, settings, recover)
-    ensure_metrics_table(spark, settings.lake.meta_path("batch_metrics"))
     reader = spark.readStream.format("delta")
     if start is not None:
         reader = reader.option("startingVersion", delta_starting_version(start.source_offset))
@@ -98,14 +108,7 @@ def process_job(
     if job.max_bytes_per_trigger or not job.max_files_per_trigger:
         limit = job.max_bytes_per_trigger or DEFAULT_MAX_BYTES_PER_TRIGGER
         reader = reader.option("maxBytesPerTrigger", limit)
-    spec = TableSpec.of(spark, job.table, pipeline.tables[job.table])
-    writer = ProcessBatchWriter(
-        spec,
-        ProcessTargets.of(settings.lake, name, job.table, checkpoint),
-        avro_decoder(spec.table, settings),
-        files,
-        settings.faults,
-    )
+    writer = process_writer(spark, name, pipeline, settings, checkpoint, files)
     return StreamJob(
         name=name,
         frame=reader.load(raw_path),
@@ -113,8 +116,41 @@ def process_job(
         checkpoint=checkpoint,
         trigger_interval=job.trigger,
         heartbeat=partial(leases.take, job.table, name),
-        on_stop=partial(leases.release, job.table, name),
+        on_stop=partial(stop_processing, writer, leases, job.table, name),
     )
+
+
+def process_writer(
+    spark: SparkSession,
+    name: str,
+    pipeline: Pipeline,
+    settings: Settings,
+    checkpoint: str,
+    files: CheckpointFiles,
+) -> ProcessBatchWriter:
+    """The batch function of process job ``name``, for the stream whose checkpoint is
+    ``checkpoint`` (its own, or its ingest job's when it runs inline)."""
+    job = pipeline.jobs[name]
+    assert job.table is not None
+    ensure_metrics_table(spark, settings.lake.meta_path("batch_metrics"))
+    spec = TableSpec.of(spark, job.table, pipeline.tables[job.table])
+    return ProcessBatchWriter(
+        spec,
+        ProcessTargets.of(settings, name, job.table, checkpoint),
+        avro_decoder(spec.table, settings),
+        files,
+        settings.faults,
+    )
+
+
+def table_leases(settings: Settings) -> TableLeases:
+    return TableLeases(location_files(settings.lake.meta_path(LEASES), settings))
+
+
+def stop_processing(writer: ProcessBatchWriter, leases: TableLeases, table: str, job: str) -> None:
+    """A processing job's ``on_stop``: its last metrics written, its table lease given back."""
+    writer.targets.metrics.flush()
+    leases.release(table, job)
 
 
 class ProcessBatchWriter:
@@ -141,25 +177,31 @@ class ProcessBatchWriter:
         if not self.started:
             self.started = True
             # Only a run's first batch can be a replay of one whose data committed before
-            # a crash: its metrics come from that commit, as a recount would find its rows
-            # already processed.
-            written = self.targets.processed.committed_metadata(spark, batch_id)
-            if written is not None:
-                self.targets.metrics.record(spark, batch_id, BatchCounts.from_dict(written))
+            # a crash; the metrics of that batch (and of earlier ones whose metrics write
+            # died with the process) come from the commits, as a recount would find their
+            # rows already processed.
+            committed = self.targets.processed.committed_batches(spark)
+            self.targets.metrics.catch_up(spark, committed)
+            if batch_id in committed:
                 return
         processed = read_table(spark, self.targets.processed.path)
         fields = known_fields(self.spec, None if processed is None else processed.schema)
         checked = slim(check(raw, self.spec, fields, self.decoder)).persist()
         try:
-            rows_in = checked.count()
-            quarantined = quarantine_counts(checked)
+            summary = summarize(checked, self.spec, fields)
             good = passed(checked)
-            rows = processed_rows(good, self.spec, [*fields, *new_fields(good, self.spec, fields)])
-            kept = self.watermark.deduplicate(rows, processed)
+            added = new_fields(good, self.spec, fields, summary.with_unknown_fields > 0)
+            rows = processed_rows(good, self.spec, [*fields, *added])
+            kept = self.watermark.deduplicate(rows, processed, summary)
             counts = BatchCounts(
-                rows_in, kept.processed, quarantined, kept.duplicates, kept.late, kept.no_event_time
+                summary.rows_in,
+                kept.processed,
+                summary.quarantined,
+                kept.duplicates,
+                kept.late,
+                kept.no_event_time,
             )
-            if quarantined:  # a clean batch makes no empty quarantine commit
+            if summary.quarantined:  # a clean batch makes no empty quarantine commit
                 self.targets.quarantine.write(quarantine_rows(checked), batch_id)
                 self.faults.reached("after-quarantine-commit")
             # Processed commits last, carrying the counts; metrics follow the data they count.

@@ -55,7 +55,7 @@ def main(job: str, batches: int, signal: Path) -> None:
     rows_path = settings.lake.meta_path("concurrent_rows")
     ensure_metrics_table(spark, metrics_path)
     ensure_table(spark, rows_path, ROWS)
-    recorder = MetricsRecorder(job, IdempotentDeltaAppend(metrics_path, job))
+    recorder = MetricsRecorder(job, IdempotentDeltaAppend(metrics_path, job), background=False)
     for batch_id in range(batches):
         counts = BatchCounts(batch_id, batch_id, quarantined={}, duplicates=0, late=0)
         recorder.record(spark, batch_id, counts)

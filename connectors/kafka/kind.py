@@ -66,6 +66,7 @@ class KafkaKind(SourceKind[KafkaSource]):
             # startingOffsets takes.
             starting_offsets=request.start_offset or source.starting_offsets,
             max_offsets_per_trigger=source.max_offsets_per_trigger,
+            min_partitions=source.min_partitions,
             fail_on_data_loss=not request.table.accept_data_loss,
             security_protocol=request.settings.kafka.security_protocol,
             sasl_mechanism=request.settings.kafka.sasl_mechanism,

@@ -29,6 +29,7 @@ class KafkaStreamOptions:
     topic: str
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
+    min_partitions: int | None = None
     fail_on_data_loss: bool = True
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -45,6 +46,8 @@ class KafkaStreamOptions:
         }
         if self.max_offsets_per_trigger:
             options["maxOffsetsPerTrigger"] = str(self.max_offsets_per_trigger)
+        if self.min_partitions:
+            options["minPartitions"] = str(self.min_partitions)
         if self.sasl_mechanism == "AWS_MSK_IAM":
             # Needs the aws-msk-iam-auth jar on the classpath (Glue ships it).
             options["kafka.sasl.mechanism"] = "AWS_MSK_IAM"

@@ -6,8 +6,13 @@ ended and records the last sequence number it saw; ``partitions`` hands each exe
 shard's exact range (after, end]; ``read`` re-reads that range on the executor. Every
 offset in Spark's log is therefore a real sequence number, a replayed batch reads the same
 records, and a kill at any point loses or repeats nothing once paired with the idempotent
-Delta writer. The cost is that records are read twice, once by the driver's probe and once
-by the executors, against the per-shard read limits; the benchmark shows it.
+Delta writer.
+
+Each record is fetched once in the normal path: the probe keeps what it fetched (up to
+MAX_CARRIED_BYTES a batch, MAX_CARRIED_SHARD_BYTES a shard) and ``partitions`` hands
+those rows to the executors with the range, which then read nothing. A batch replayed
+after a restart, or one too big to carry through the driver, is read again by the
+executors from the service.
 
 Shards are read parent first: a child shard (after a split or merge) is probed only once
 every parent still in the stream is closed and fully read.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 
 from connectors.s3 import s3_client_for
-from connectors.shard_stream.api import ShardApi, ShardInfo
+from connectors.shard_stream.api import ShardApi, ShardInfo, SourceRecord
 from connectors.shard_stream.calls import PacedCaller
 from connectors.shard_stream.checkpoint import AVAILABLE_NOW_END, last_logged_offset
 from connectors.shard_stream.errors import data_loss
@@ -47,6 +53,25 @@ if TYPE_CHECKING:
     from connectors.base import StreamRequest
 
 log = logging.getLogger(__name__)
+
+# Rows a batch's probes may hand to the executors through the driver (pickled into the
+# input partitions), over all its shards and per shard (one shard's rows are one task,
+# which must stay well under Spark's 128 MiB RPC message limit). Past the first the
+# executors read the whole batch again, past the second that shard's range.
+MAX_CARRIED_BYTES = 128 * 2**20
+MAX_CARRIED_SHARD_BYTES = 64 * 2**20
+# What a carried row costs beside its payload: sequence number, shard, key, time, pickling.
+CARRIED_ROW_OVERHEAD = 256
+
+
+@dataclass
+class Probed:
+    """What the last probe of a shard fetched: the rows after ``after`` up to ``end``."""
+
+    after: str | None
+    end: str | None
+    rows: list[SourceRecord]
+    size: int = 0
 
 
 ApiFactory = Callable[[dict[str, str]], ShardApi]
@@ -110,6 +135,11 @@ class ShardStreamReader(DataSourceStreamReader):
         self._read_to_end: set[str] = set()
         self._quiet_saved: dict[str, tuple[str, float]] = {}
         self._initial: dict[str, Any] | None = None
+        # The last probe's fetched rows per shard, for ``partitions`` to hand on, and what
+        # they cost together (shards are probed side by side).
+        self._probed: dict[str, Probed] = {}
+        self._carried = 0
+        self._carried_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         # Executors get the options, never the driver's clients or probe state.
@@ -160,6 +190,7 @@ class ShardStreamReader(DataSourceStreamReader):
             states.setdefault(shard.shard_id, ShardState(initial=TRIM_HORIZON))
         parents = {s.shard_id: s.parent_ids for s in listed}
         probed: set[str] = set()
+        self._probed, self._carried = {}, 0
         while True:
             # Shards whose parents are done, probed side by side; a parent that finishes
             # in this round releases its children for the next round.
@@ -177,6 +208,8 @@ class ShardStreamReader(DataSourceStreamReader):
                 states.update(dict(probes))
             probed.update(ready)
         self._position = StreamOffset(states)
+        if self._carried > MAX_CARRIED_BYTES:
+            self._probed = {}  # too much for the driver: the executors read this batch
         self._save_quiet()
         if self.settings.arrived_until_ms is not None and probed <= self._read_to_end:
             self._mark_available_now_end(self._position)
@@ -199,9 +232,21 @@ class ShardStreamReader(DataSourceStreamReader):
             if end_state.after is None or end_state.after == start_state.after:
                 continue
             # Where reading starts comes from the logged end offset, so a replay repeats it.
+            probe = self._probed.get(shard_id)
+            carried = (
+                tuple(probe.rows)
+                if probe is not None
+                and (probe.after, probe.end) == (start_state.after, end_state.after)
+                else None
+            )
             ranges.append(
                 ShardRange(
-                    shard_id, start_state.after, end_state.initial, end_state.after, end_state.first
+                    shard_id,
+                    start_state.after,
+                    end_state.initial,
+                    end_state.after,
+                    end_state.first,
+                    rows=carried,
                 )
             )
         return ranges
@@ -272,8 +317,11 @@ class ShardStreamReader(DataSourceStreamReader):
             return min(self.reads.page_limit, room)
 
         at_tip = False
+        kept = Probed(state.after, None, [])
+        self._probed[shard_id] = kept
         for page in cursor.pages(page_size):
             records = self._arrived_in_time(page.records)
+            self._keep(shard_id, kept, records)
             if records:
                 first = first or self.api.sequence_of(records[0])
                 last = self.api.sequence_of(records[-1])
@@ -308,6 +356,21 @@ class ShardStreamReader(DataSourceStreamReader):
         if count:
             log.debug("probe %s: %s new records up to %s", shard_id, count, last)
         return new_state
+
+    def _keep(self, shard_id: str, kept: Probed, records: list[Any]) -> None:
+        """Keep a probe's records as rows for the executors, while the batch's carried
+        rows stay under MAX_CARRIED_BYTES (past it, none are kept any more)."""
+        with self._carried_lock:
+            full = self._carried > MAX_CARRIED_BYTES or kept.size > MAX_CARRIED_SHARD_BYTES
+        if not records or full:
+            return
+        rows = [row for record in records for row in self.api.to_rows(shard_id, record)]
+        size = sum(len(r.payload) + CARRIED_ROW_OVERHEAD for r in rows)
+        with self._carried_lock:
+            self._carried += size
+        kept.rows.extend(rows)
+        kept.size += size
+        kept.end = self.api.sequence_of(records[-1])
 
     # Evidence that a shard had nothing after a position is kept beside Spark's logs, so a
     # restart can still tell a trim of consumed records from a loss.

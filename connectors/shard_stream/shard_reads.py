@@ -37,6 +37,9 @@ class ShardRange(InputPartition):
     initial: str
     end: str
     first: str | None = None
+    # The range's rows as the driver's probe fetched them, when it kept them: the executor
+    # then reads nothing from the service. None: the executor reads the range.
+    rows: tuple[SourceRecord, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,11 @@ class ShardReads:
     # -- executors ----------------------------------------------------------------------
 
     def read_batches(self, part: ShardRange) -> Iterator[pa.RecordBatch]:
-        """The range's records as raw-layer record batches, one per GetRecords page."""
+        """The range's records as raw-layer record batches, one per GetRecords page (or
+        one batch of the rows the driver carried)."""
+        if part.rows is not None:
+            yield self.as_record_batch(list(part.rows))
+            return
         for records in self.read_range(part):
             yield self.as_record_batch(records)
 

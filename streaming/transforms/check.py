@@ -26,15 +26,16 @@ def check(
     spec: TableSpec,
     fields: list[StructField],
     decoder: AvroDecoder | None = None,
+    reader: bool = True,
 ) -> DataFrame:
     """Raw rows with typed ``fields`` and the error columns; an Avro table's payloads are
-    decoded to JSON text by its ``decoder`` first."""
+    decoded to JSON text by its ``decoder`` first (``reader``: see ``parse``)."""
     from pyspark.sql import functions as F
 
     text = None
     if decoder is not None:
         raw, text = decoder.decode(raw), F.col("_avro_text")
-    parsed = parse(raw, fields, spec.document, spec.table.drift, text)
+    parsed = parse(raw, fields, spec.document, spec.table.drift, text, reader)
     if spec.table.cdc:
         parsed = with_change_columns(parsed, spec)
     rule_name, rule_message = first_failure(spec.table.rules)

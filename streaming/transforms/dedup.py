@@ -19,6 +19,8 @@ from streamlake.lake.tables import EVENT_TIME_MISSING, PROCESSED_PARTITION
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
+    from streaming.transforms.summary import BatchSummary
+
 
 def lower_bound(newest: Any, watermark: str) -> Any:
     """``newest`` minus the watermark delay ("10 minutes", "1 hour"), or None."""
@@ -55,14 +57,17 @@ def without_events_in(
     """``batch`` without the events ``processed`` holds (only its partitions from ``since``
     on, when given). The recent part of processed can be far bigger than the batch: it is
     only scanned, filtered by the batch's broadcast keys, and what matches is broadcast back.
-    """
+    Runs the scan at once."""
     from pyspark.sql import functions as F
 
     if since is not None:
         processed = processed.where(F.col(PROCESSED_PARTITION) >= F.to_date(F.lit(since)))
     recent = processed.select(*keys)
-    seen = recent.join(F.broadcast(batch.select(*keys).distinct()), on=list(keys), how="left_semi")
-    return batch.join(F.broadcast(seen.distinct()), on=list(keys), how="left_anti")
+    batch_keys = F.broadcast(batch.select(*keys).distinct())
+    # Computed once here: the batch's count and its write both use it, and each would
+    # otherwise scan processed again.
+    seen = recent.join(batch_keys, on=list(keys), how="left_semi").distinct().localCheckpoint()
+    return batch.join(F.broadcast(seen), on=list(keys), how="left_anti")
 
 
 def with_late_flag(rows: DataFrame, spec: TableSpec, late_from: Any) -> DataFrame:
@@ -93,23 +98,17 @@ class Watermark:
     newest_seen: Any = None
     read: bool = False
 
-    def deduplicate(self, rows: DataFrame, processed: DataFrame | None) -> Deduplicated:
-        """Drop repeated and already processed events of ``rows``; flag late ones."""
+    def deduplicate(
+        self, rows: DataFrame, processed: DataFrame | None, summary: BatchSummary
+    ) -> Deduplicated:
+        """Drop repeated and already processed events of ``rows``; flag late ones.
+        ``summary`` is the batch's (see ``summarize``)."""
         from pyspark.sql import functions as F
 
         keys = self.spec.dedup_keys
-        keyed = F.when(~any_null(keys), F.struct(*keys))
-        summary = rows.agg(
-            F.count(F.lit(1)),
-            F.count_distinct(keyed),
-            F.count(keyed),
-            F.max(self.spec.time_column()),
-        ).first()
-        assert summary is not None
-        passed, newest = int(summary[0]), summary[3]
         # Most batches repeat no event id; they skip the sort that picks each event's first.
-        unique = first_of_each_event(rows, keys) if summary[1] != summary[2] else rows
-        self.advance(newest, processed)
+        unique = first_of_each_event(rows, keys) if summary.repeats_keys else rows
+        self.advance(summary.newest, processed)
         bound = lower_bound(self.newest_seen, self.spec.table.watermark)
         if processed is not None and bound is not None:
             unique = without_events_in(unique, processed, keys, since=bound)
@@ -118,7 +117,7 @@ class Watermark:
             F.count(F.lit(1)), F.count_if(F.col("_late")), F.count_if(F.col(EVENT_TIME_MISSING))
         ).first()
         kept, late, untimed = (int(n) for n in counted) if counted else (0, 0, 0)
-        return Deduplicated(unique, kept, passed - kept, late, untimed)
+        return Deduplicated(unique, kept, summary.passed - kept, late, untimed)
 
     def advance(self, newest: Any, processed: DataFrame | None) -> None:
         from pyspark.sql import functions as F

@@ -29,13 +29,15 @@ def known_fields(spec: TableSpec, processed: StructType | None) -> list[StructFi
     return [*spec.fields, *added]
 
 
-def new_fields(good: DataFrame, spec: TableSpec, known: list[StructField]) -> list[StructField]:
-    """Unknown fields of this batch, typed from their values, to add as columns
-    (evolve policy only)."""
+def new_fields(
+    good: DataFrame, spec: TableSpec, known: list[StructField], any_unknown: bool = True
+) -> list[StructField]:
+    """Unknown fields of this batch, typed from their values, to add as columns (evolve
+    policy only; ``any_unknown`` False when the batch is known to have none)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField
 
-    if spec.table.drift != "evolve":
+    if spec.table.drift != "evolve" or not any_unknown:
         return []
     names = sorted(
         {row[0] for row in good.select(F.explode("_unknown")).distinct().collect()}

@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructField
 
 
-def processed_rows(good: DataFrame, spec: TableSpec, fields: list[StructField]) -> DataFrame:
-    """Checked rows that passed, as processed columns (before dedup and ``_late``)."""
+def processed_rows(
+    good: DataFrame, spec: TableSpec, fields: list[StructField], keep: tuple[str, ...] = ()
+) -> DataFrame:
+    """Checked rows that passed, as processed columns (before dedup and ``_late``), with
+    the checked columns ``keep`` carried along."""
     from pyspark.sql import functions as F
 
     declared = {f.name for f in spec.fields}
@@ -39,6 +42,7 @@ def processed_rows(good: DataFrame, spec: TableSpec, fields: list[StructField]) 
         *([F.col("_rescued")] if spec.table.drift == "rescue" else []),
         *([F.col("_op"), F.col("_sequence_number")] if spec.table.cdc else []),
         *[F.col(name).alias(alias) for name, alias in lineage],
+        *keep,
     )
     event_time = spec.table.event_time
     missing = F.col(event_time).isNull() if event_time else F.lit(False)

@@ -63,6 +63,14 @@ def run_command(
     pipeline, settings = config.pipeline, config.settings
     runnable = [n for n, j in pipeline.jobs.items() if j.kind in ("ingest", "process")]
     names = select_jobs(job, runnable, list(pipeline.jobs))
+    if job == "all":  # an inline process job runs inside its table's ingest job
+        names = [n for n in names if pipeline.jobs[n].mode != "inline"]
+    elif pipeline.jobs[job].mode == "inline":
+        host = pipeline.ingest_job_of(pipeline.jobs[job].table)
+        raise UsageError(
+            f"{job} runs inside {host} (mode: inline)",
+            f"run {host}, or set jobs.{job}.mode: separate to run it on its own",
+        )
     # Ingest jobs first: each creates its raw table, which its process job reads.
     names.sort(key=lambda name: pipeline.jobs[name].kind != "ingest")
     recovery = parse_recovery(recover, names, Recovery)

@@ -22,6 +22,9 @@ class KafkaSource(StrictModel):
     replication_factor: int = Field(default=1, ge=1)
     starting_offsets: Literal["earliest", "latest"] = "earliest"
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    # Spark tasks a batch reads with (Spark's minPartitions); a topic partition's range is
+    # split when this is more than the partitions. None: one task per topic partition.
+    min_partitions: int | None = Field(default=None, ge=1)
 
 
 class KinesisSource(StrictModel):
@@ -250,11 +253,17 @@ class Job(StrictModel):
     # backlog is worked off in batches that fit the driver's memory.
     max_files_per_trigger: int | None = Field(default=None, ge=1)
     max_bytes_per_trigger: str | None = Field(default=None, pattern=r"^[1-9]\d*[kmg]?$")
+    # Process jobs: ``separate`` reads raw as a Delta stream (a second hop); ``inline``
+    # processes each batch inside the table's ingest job, right after its raw commit (one
+    # hop, the low-latency path), and is not run on its own.
+    mode: Literal["separate", "inline"] = "separate"
 
     @model_validator(mode="after")
     def _streaming_jobs_name_a_table(self) -> Job:
         if self.kind in ("ingest", "process") and self.table is None:
             raise ValueError(f"a {self.kind} job needs a table")
+        if self.mode == "inline" and self.kind != "process":
+            raise ValueError("mode: inline is for process jobs")
         return self
 
 
@@ -298,6 +307,19 @@ class Pipeline(StrictModel):
         for name, job in self.jobs.items():
             if job.table is not None and job.table not in self.tables:
                 raise ValueError(f"jobs.{name}.table: no table named {job.table!r}")
+            if job.mode == "inline" and self.ingest_job_of(job.table) is None:
+                raise ValueError(f"jobs.{name}.mode: inline needs an ingest job of {job.table!r}")
+            if job.mode == "inline":
+                others = [
+                    n
+                    for n, j in self.jobs.items()
+                    if j.kind == "process" and j.table == job.table and n != name
+                ]
+                if others:
+                    raise ValueError(
+                        f"jobs.{name}.mode: inline processes {job.table!r}, so does "
+                        f"{others[0]}: one process job per table when one is inline"
+                    )
         for name, workflow in self.workflows.items():
             for step in workflow.steps:
                 if step not in self.jobs:
@@ -308,3 +330,19 @@ class Pipeline(StrictModel):
                     f"firehose.{stream.name}.bucket: {stream.bucket!r} is not in buckets"
                 )
         return self
+
+    def ingest_job_of(self, table: str | None) -> str | None:
+        return next(
+            (n for n, j in self.jobs.items() if j.kind == "ingest" and j.table == table), None
+        )
+
+    def inline_process_job_of(self, table: str | None) -> str | None:
+        """The process job that runs inside ``table``'s ingest job, if there is one."""
+        return next(
+            (
+                n
+                for n, j in self.jobs.items()
+                if j.kind == "process" and j.mode == "inline" and j.table == table
+            ),
+            None,
+        )

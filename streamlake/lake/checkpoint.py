@@ -69,6 +69,15 @@ class CheckpointFiles(LocationFiles):
             raise CheckpointFileError(name, "cut short (no source offset)")
         return lines[1:]
 
+    def batch_timestamp_ms(self, batch_id: int) -> int | None:
+        """When Spark planned batch ``batch_id`` (its offset log's ``batchTimestampMs``),
+        the same on every replay of the batch; None if the log does not say."""
+        try:
+            value = json.loads(self.log_entry("offsets", batch_id)[0]).get("batchTimestampMs")
+        except (CheckpointFileError, AttributeError):
+            return None
+        return int(value) if isinstance(value, int | float) else None
+
     def source_offset(self, batch_id: int) -> str:
         """The end offset of batch ``batch_id`` of the query's single source, as Spark logged
         it (a JSON document)."""

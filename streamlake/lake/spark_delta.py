@@ -106,7 +106,7 @@ class IdempotentDeltaAppend:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Append ``frame`` as ``version``; ``metadata`` travels in the commit's
-        userMetadata, for ``committed_metadata`` to read back after a crash."""
+        userMetadata, for ``committed_batches`` to read back after a crash."""
         app_id = self.txn_app_id(frame.sparkSession)
         writer = (
             frame.write.format("delta")
@@ -124,25 +124,21 @@ class IdempotentDeltaAppend:
             writer = writer.partitionBy(*self.partition_by)
         writer.save(self.path)
 
-    def committed_metadata(
-        self, spark: SparkSession, version: int, depth: int = 100
-    ) -> dict[str, Any] | None:
-        """The metadata this append committed ``version`` with, None if that version is not
-        among the table's last ``depth`` commits (not written, or written without any)."""
+    def committed_batches(self, spark: SparkSession, depth: int = 100) -> dict[int, dict[str, Any]]:
+        """The metadata this append committed, by version, among the table's last ``depth``
+        commits (versions written without metadata are not there)."""
         from delta.tables import DeltaTable
 
         if not table_exists(spark, self.path):
-            return None
+            return {}
         app_id = self.txn_app_id(spark)
         history = DeltaTable.forPath(spark, self.path).history(depth)
+        found: dict[int, dict[str, Any]] = {}
         for row in history.where("userMetadata IS NOT NULL").select("userMetadata").collect():
             try:
                 tagged = json.loads(row[0])
             except ValueError:
                 continue  # another writer's free text
-            if isinstance(tagged, dict) and (tagged.get("txn"), tagged.get("version")) == (
-                app_id,
-                version,
-            ):
-                return tagged
-        return None
+            if isinstance(tagged, dict) and tagged.get("txn") == app_id:
+                found.setdefault(int(tagged["version"]), tagged)
+        return found

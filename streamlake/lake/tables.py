@@ -47,6 +47,9 @@ RAW = Contract(
     partition_by=("ingest_date",),
 )
 
+# Why a record is in quarantine: its ``error_kind``.
+ERROR_KINDS = ("parse", "schema", "rule", "drift")
+
 QUARANTINE = Contract(
     (
         ("payload", "BINARY"),

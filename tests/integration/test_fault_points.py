@@ -93,6 +93,70 @@ def test_process_killed_between_its_commits(
     again = job.run("--available-now")
     assert again.returncode == 0, again.stderr[-3000:]
 
+    each_order_once(local, events)
+
+
+def inline_orders(pipeline: Any, topic: str) -> Any:
+    """The demo pipeline with orders from ``topic``, processed inside ingest-orders."""
+    sources = {
+        **pipeline.sources,
+        "orders": pipeline.sources["orders"].model_copy(update={"topic": topic}),
+    }
+    process = pipeline.jobs["process-orders"].model_copy(update={"mode": "inline"})
+    return pipeline.model_copy(
+        update={"sources": sources, "jobs": {**pipeline.jobs, "process-orders": process}}
+    )
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after-raw-commit",
+        pytest.param("after-quarantine-commit", marks=pytest.mark.soak),
+        pytest.param("after-processed-commit", marks=pytest.mark.soak),
+    ],
+)
+def test_inline_processing_killed_between_its_commits(
+    point: str, stack_env: dict[str, str], settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """One hop: ingest-orders writes raw, quarantine and processed in each batch. Killed
+    after any of those commits and run again, every record is in raw once and in processed
+    or quarantine once (or a counted duplicate)."""
+    bootstrap = settings.bootstrap_servers
+    topic = f"orders-{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    events = list(events_for("orders", EventMix(200, bad_ratio=0.2, duplicate_ratio=0.1, seed=9)))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for event in events:
+        producer.send(topic, value=event.payload)
+    producer.flush()
+    producer.close()
+    local = with_lake(settings, tmp_path)
+    job = cli_job(tmp_path, stack_env, inline_orders(loaded.pipeline, topic), "ingest-orders")
+
+    crashed = crashing_at(job, point).run("--available-now")
+
+    assert crashed.returncode == KILLED, crashed.stderr[-2000:]
+    assert len(raw_rows(local, "orders")) == 200
+    assert bool(lake_rows(local, "quarantine", "orders")) == (point != "after-raw-commit")
+    assert bool(lake_rows(local, "processed", "orders")) == (point == "after-processed-commit")
+    again = job.run("--available-now")
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    assert len(set(coordinates(raw_rows(local, "orders")))) == len(raw_rows(local, "orders"))
+    duplicates = each_order_once(local, events)
+    assert duplicates, "the mix has duplicates"
+    metrics = lake_rows(local, "_meta", "batch_metrics")
+    assert {m["job"] for m in metrics} == {"process-orders"}
+    assert sum(m["duplicates"] for m in metrics) == len(duplicates)
+
+
+def each_order_once(local: Any, events: list[Any]) -> set[str]:
+    """Every record of ``events`` (raw positions 0..) is in processed or quarantine once, or
+    a counted duplicate of an event processed holds; the batch metrics agree. Returns the
+    positions dropped as duplicates."""
     processed = lake_rows(local, "processed", "orders")
     quarantined = lake_rows(local, "quarantine", "orders")
     kept = [r["_position"] for r in processed]
@@ -102,11 +166,13 @@ def test_process_killed_between_its_commits(
     assert len(ids) == len(set(ids)), "an event twice in processed"
     assert {str(p) for p, e in enumerate(events) if e.kind == "bad"} <= set(bad)
     assert not set(kept) & set(bad)
-    for position in set(map(str, range(200))) - set(kept) - set(bad):  # counted duplicates
+    duplicates = set(map(str, range(len(events)))) - set(kept) - set(bad)
+    for position in duplicates:
         assert json.loads(events[int(position)].payload)["order_id"] in set(ids)
     metrics = lake_rows(local, "_meta", "batch_metrics")
     assert sum(m["processed"] for m in metrics) == len(processed)
     assert sum(m["quarantined"] for m in metrics) == len(quarantined)
+    return duplicates
 
 
 def test_replay_killed_between_its_append_and_its_delete(

@@ -67,15 +67,57 @@ def test_replaying_a_batch_writes_nothing_twice(
     events = list(events_for("orders", EventMix(50, bad_ratio=0.2, seed=5)))
     write_raw(spark, local, "orders", [e.payload for e in events])
     spec = TableSpec.of(spark, "orders", loaded.pipeline.tables["orders"])
-    targets = ProcessTargets.of(local.lake, "process-orders", "orders", checkpoint=None)
+    targets = ProcessTargets.of(local, "process-orders", "orders", checkpoint=None)
     raw = spark.read.format("delta").load(local.lake.table_path("raw", "orders"))
     writer = ProcessBatchWriter(spec, targets)
     writer(raw, 0)
     writer(raw, 0)  # the same batch again, as after a crash before the commit log entry
+    targets.metrics.flush()
     total = len(lake_rows(local, "processed", "orders")) + len(
         lake_rows(local, "quarantine", "orders")
     )
     assert total == 50
+
+
+def test_a_failed_metrics_write_fails_no_batch_and_its_row_goes_with_the_next(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """Metrics are written in the background; when the metrics table cannot be written
+    (S3 down, say) the batch still commits, and the row is written with the next batch's."""
+    from pyspark.sql import functions as F
+
+    from streaming.process import ProcessBatchWriter, ProcessTargets
+    from streaming.transforms.spec import TableSpec
+
+    local = with_lake(settings, tmp_path)
+    events = list(events_for("orders", EventMix(40, seed=12)))
+    write_raw(spark, local, "orders", [e.payload for e in events])
+    spec = TableSpec.of(spark, "orders", loaded.pipeline.tables["orders"])
+    targets = ProcessTargets.of(local, "process-orders", "orders", checkpoint=None)
+    metrics_write = targets.metrics.target.write
+    attempts: list[int] = []
+
+    def down_once(frame: Any, version: int, **options: Any) -> None:
+        attempts.append(version)
+        if len(attempts) == 1:
+            raise RuntimeError("the metrics table's store is down")
+        metrics_write(frame, version, **options)
+
+    targets.metrics.target.write = down_once  # type: ignore[method-assign]
+    raw = spark.read.format("delta").load(local.lake.table_path("raw", "orders"))
+    first_half = F.col("position").cast("int") < 20
+    writer = ProcessBatchWriter(spec, targets)
+    writer(raw.where(first_half), 0)
+    targets.metrics.flush()
+    assert len(lake_rows(local, "processed", "orders")) == 20, "the batch committed"
+    assert lake_rows(local, "_meta", "batch_metrics") == []
+    writer(raw.where(~first_half), 1)
+    targets.metrics.flush()
+
+    metrics = sorted(lake_rows(local, "_meta", "batch_metrics"), key=lambda m: m["batch_id"])
+    assert [m["batch_id"] for m in metrics] == [0, 1]
+    assert [m["processed"] for m in metrics] == [20, 20]
+    assert attempts == [0, 1], "one retry, carrying both rows"
 
 
 def test_metrics_agree_with_the_data_after_a_failure_on_either_side_of_the_commit(
@@ -106,7 +148,7 @@ def test_metrics_agree_with_the_data_after_a_failure_on_either_side_of_the_commi
     spec = TableSpec.of(spark, "orders", loaded.pipeline.tables["orders"])
 
     def writer(**broken: Any) -> ProcessBatchWriter:
-        targets = ProcessTargets.of(local.lake, "process-orders", "orders", checkpoint=None)
+        targets = ProcessTargets.of(local, "process-orders", "orders", checkpoint=None)
         if "processed" in broken:
             targets.processed.write = crash  # type: ignore[method-assign]
         if "metrics" in broken:

@@ -224,3 +224,14 @@ def test_a_delta_source_resumes_only_at_a_version_boundary() -> None:
         delta_starting_version(offset(7, 3))
     with pytest.raises(UsageError, match="initial snapshot"):
         delta_starting_version(offset(7, -1, starting=True))
+
+
+def test_a_batch_keeps_the_timestamp_spark_planned_it_with(tmp_path: Path) -> None:
+    """The ingest time a batch is stamped with, the same when Spark replays it."""
+    files = write_checkpoint(tmp_path / "cp", range(2), range(1))
+    (tmp_path / "cp" / "offsets" / "1").write_text(
+        'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1764201600123}\n' + offset_of(1)
+    )
+    assert files.batch_timestamp_ms(1) == 1764201600123
+    assert files.batch_timestamp_ms(0) is None  # the log entry does not say
+    assert files.batch_timestamp_ms(7) is None  # no such batch

@@ -239,6 +239,27 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "tables:\n  ../orders:",
             "tables.../orders: String should match pattern",
         ),
+        (
+            "ingest-orders: {kind: ingest, table: orders, trigger: 5 seconds}",
+            "ingest-orders: {kind: ingest, table: orders, trigger: 5 seconds, mode: inline}",
+            "jobs.ingest-orders: mode: inline is for process jobs",
+        ),
+        (
+            "  ingest-orders: {kind: ingest, table: orders, trigger: 5 seconds}\n"
+            "  ingest-clickstream: {kind: ingest, table: clickstream, trigger: 5 seconds}\n"
+            "  ingest-customers: {kind: ingest, table: customers, trigger: 5 seconds}\n"
+            "  process-orders: {kind: process, table: orders, trigger: 10 seconds}",
+            "  ingest-clickstream: {kind: ingest, table: clickstream, trigger: 5 seconds}\n"
+            "  ingest-customers: {kind: ingest, table: customers, trigger: 5 seconds}\n"
+            "  process-orders: {kind: process, table: orders, trigger: 10 seconds, mode: inline}",
+            "jobs.process-orders.mode: inline needs an ingest job of 'orders'",
+        ),
+        (
+            "  process-orders: {kind: process, table: orders, trigger: 10 seconds}",
+            "  process-orders: {kind: process, table: orders, trigger: 10 seconds}\n"
+            "  process-orders-now: {kind: process, table: orders, mode: inline}",
+            "jobs.process-orders-now.mode: inline processes 'orders', so does process-orders",
+        ),
     ],
     ids=[
         "schema-type",
@@ -251,6 +272,9 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "custom-sql-column",
         "trigger",
         "table-escaping-the-lake",
+        "inline-ingest-job",
+        "inline-without-ingest",
+        "inline-beside-another",
     ],
 )
 def test_what_a_job_would_fail_on_is_refused_when_the_config_loads(
@@ -282,3 +306,15 @@ def test_env_references_keep_secrets_out_of_the_file(config_dir: Path) -> None:
         load_config("local", config_dir, environ={})
     assert "kafka.options.sasl.jaas.config" in str(caught.value)
     assert "KAFKA_PASSWORD" in str(caught.value)
+
+
+def test_an_inline_process_job_is_run_by_its_ingest_job(config_dir: Path) -> None:
+    edit(
+        config_dir / "pipeline.yaml",
+        "process-orders: {kind: process, table: orders, trigger: 10 seconds}",
+        "process-orders: {kind: process, table: orders, trigger: 10 seconds, mode: inline}",
+    )
+    result = run_cli("--config", str(config_dir), "stream", "run", "process-orders")
+    assert result.returncode == 2
+    assert "process-orders runs inside ingest-orders (mode: inline)" in result.stderr
+    assert "run ingest-orders" in result.stderr

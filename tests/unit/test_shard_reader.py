@@ -37,6 +37,8 @@ class FakeShards:
     trimmed_to: dict[str, int] = field(default_factory=dict)
     fail_next: list[str] = field(default_factory=list)
     calls: int = 0
+    # Records GetRecords returned, over all calls.
+    served: int = 0
     # Report MillisBehindLatest 0 on every page, as a burst written in one millisecond may.
     always_caught_up: bool = False
 
@@ -72,6 +74,7 @@ class FakeShards:
         end = int(index) + len(page)
         done = shard_id in self.closed and end >= len(records)
         behind = 0 if end >= len(records) or self.always_caught_up else 1000
+        self.served += len(page)
         return Page(page, None if done else f"{shard_id}:{end}", behind)
 
     def sequence_of(self, record: Any) -> str:
@@ -117,6 +120,48 @@ def test_batches_cover_every_record_once_as_the_log_grows() -> None:
     assert not set(first) & set(second)
 
 
+def test_each_record_is_fetched_once_unless_a_batch_is_replayed() -> None:
+    fake = FakeShards(shards={"a": log("a", 1, 7), "b": log("b", 1, 4)})
+    reader = make_reader(fake)
+    start, end = reader.initialOffset(), reader.latestOffset()
+    assert fake.served == 11, "the probe fetched every record once"
+    parts = reader.partitions(start, end)
+    assert all(isinstance(p, ShardRange) and p.rows is not None for p in parts)
+    assert sorted(read_all(reader, start, end)) == sorted(
+        d for shard in ("a", "b") for _, d in fake.shards[shard]
+    )
+    assert fake.served == 11, "the executors read the rows the driver carried"
+    # A restarted driver replaying the batch has no probe: the executors read the range.
+    replayed = make_reader(fake)
+    assert sorted(read_all(replayed, start, end)) == sorted(read_all(reader, start, end))
+    assert fake.served == 22
+
+
+def test_a_batch_too_big_to_carry_is_read_by_the_executors(monkeypatch: Any) -> None:
+    from connectors.shard_stream import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "MAX_CARRIED_BYTES", 20)
+    fake = FakeShards(shards={"a": log("a", 1, 6)})
+    reader = make_reader(fake)
+    start, end = reader.initialOffset(), reader.latestOffset()
+    assert all(p.rows is None for p in reader.partitions(start, end))  # type: ignore[attr-defined]
+    assert len(read_all(reader, start, end)) == 6
+    assert fake.served == 12
+
+
+def test_a_shard_too_big_to_carry_is_read_by_the_executors(monkeypatch: Any) -> None:
+    from connectors.shard_stream import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "MAX_CARRIED_SHARD_BYTES", 600)
+    fake = FakeShards(shards={"big": log("big", 1, 9), "small": log("small", 1, 1)})
+    reader = make_reader(fake)
+    start, end = reader.initialOffset(), reader.latestOffset()
+    carried = {p.shard_id: p.rows is not None for p in reader.partitions(start, end)}  # type: ignore[attr-defined]
+    assert carried == {"big": False, "small": True}
+    assert len(read_all(reader, start, end)) == 10
+    assert fake.served == 10 + 9, "only the big shard is read twice"
+
+
 def test_a_replayed_batch_reads_the_same_records() -> None:
     fake = FakeShards(shards={"a": log("a", 1, 6)})
     reader = make_reader(fake)
@@ -148,7 +193,8 @@ def test_throttling_and_expired_iterators_are_retried() -> None:
     start = reader.initialOffset()
     end = reader.latestOffset()
     fake.fail_next = ["ProvisionedThroughputExceededException", "ExpiredIteratorException"]
-    assert len(read_all(reader, start, end)) == 7
+    # Read as after a restart (the executors fetch the range themselves).
+    assert len(read_all(make_reader(fake), start, end)) == 7
     assert fake.fail_next == []
 
 
