@@ -88,7 +88,6 @@ class MetricsRecorder:
         self.recorded_through = recorded_through
         self.background = background
         self.unwritten: list[tuple[int, BatchCounts]] = []
-        self.failures = 0
         self._lock = threading.Lock()
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
@@ -150,7 +149,6 @@ class MetricsRecorder:
         try:
             self.target.write(frame.withColumn("recorded_at", F.current_timestamp()), rows[-1][0])
         except Exception as exc:  # metrics never fail the job: kept for the next write
-            self.failures += 1
             log.warning(
                 "job %s: could not write the metrics of batches %s (%s); retrying with the next",
                 self.job,
