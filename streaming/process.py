@@ -24,7 +24,7 @@ from streaming.checkpoint_guard import (
 )
 from streaming.runtime import StreamJob
 from streaming.transforms.avro import AvroDecoder, avro_decoder
-from streaming.transforms.check import check, passed, slim
+from streaming.transforms.check import CheckPlan, passed
 from streaming.transforms.dedup import Watermark
 from streaming.transforms.drift import known_fields, needs_schema_merge, new_fields
 from streaming.transforms.shape import processed_rows, quarantine_rows
@@ -42,6 +42,7 @@ from streamlake.lake.tables import PROCESSED_PARTITION
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructField
 
 DEFAULT_MAX_BYTES_PER_TRIGGER = "64m"
 
@@ -171,6 +172,14 @@ class ProcessBatchWriter:
         self.faults = faults
         self.watermark = Watermark(spec)
         self.started = False
+        self.plan: tuple[tuple[StructField, ...], CheckPlan] | None = None
+
+    def check_plan(self, fields: list[StructField]) -> CheckPlan:
+        """The batch's check, built again only when the table's fields change."""
+        if self.plan is None or self.plan[0] != tuple(fields):
+            plan = CheckPlan.of(self.spec, fields, self.decoder, slim=True)
+            self.plan = (tuple(fields), plan)
+        return self.plan[1]
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         spark = raw.sparkSession
@@ -186,7 +195,7 @@ class ProcessBatchWriter:
                 return
         processed = read_table(spark, self.targets.processed.path)
         fields = known_fields(self.spec, None if processed is None else processed.schema)
-        checked = slim(check(raw, self.spec, fields, self.decoder)).persist()
+        checked = self.check_plan(fields).apply(raw).persist()
         try:
             summary = summarize(checked, self.spec, fields)
             good = passed(checked)

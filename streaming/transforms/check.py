@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from streaming.transforms.parse import parse
+from streaming.transforms.parse import parse_projections
+from streaming.transforms.projection import Projection, apply_all
 from streaming.transforms.rules import first_failure
 from streaming.transforms.spec import TableSpec
 
@@ -30,29 +32,55 @@ def check(
 ) -> DataFrame:
     """Raw rows with typed ``fields`` and the error columns; an Avro table's payloads are
     decoded to JSON text by its ``decoder`` first (``reader``: see ``parse``)."""
-    from pyspark.sql import functions as F
+    return CheckPlan.of(spec, fields, decoder, reader).apply(raw)
 
-    text = None
-    if decoder is not None:
-        raw, text = decoder.decode(raw), F.col("_avro_text")
-    parsed = parse(raw, fields, spec.document, spec.table.drift, text, reader)
-    if spec.table.cdc:
-        parsed = with_change_columns(parsed, spec)
-    rule_name, rule_message = first_failure(spec.table.rules)
-    if spec.table.event_time and spec.table.event_time_skew:
-        in_future = ~spec.not_in_future(F.col(spec.table.event_time), F.col("ingest_ts"))
-        rule_name = F.when(in_future, F.lit(EVENT_TIME_RULE)).otherwise(rule_name)
-        rule_message = F.when(in_future, future_message(spec)).otherwise(rule_message)
-    return (
-        parsed.withColumn("_rule", F.when(F.col("_error_kind").isNull(), rule_name))
-        .withColumn(
-            "_error_kind",
-            F.coalesce("_error_kind", F.when(F.col("_rule").isNotNull(), F.lit("rule"))),
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """``check``, and with ``slim`` the cache's trimming (``slim_projection``), built once
+    for a job to apply to each batch while its table's fields stay the same."""
+
+    decoder: AvroDecoder | None
+    projections: tuple[Projection, ...]
+
+    @classmethod
+    def of(
+        cls,
+        spec: TableSpec,
+        fields: list[StructField],
+        decoder: AvroDecoder | None = None,
+        reader: bool = True,
+        slim: bool = False,
+    ) -> CheckPlan:
+        from pyspark.sql import functions as F
+
+        text = F.col("_avro_text") if decoder is not None else None
+        steps = parse_projections(fields, spec.document, spec.table.drift, text, reader)
+        if spec.table.cdc:
+            steps.append(change_columns(spec))
+        rule_name, rule_message = first_failure(spec.table.rules)
+        if spec.table.event_time and spec.table.event_time_skew:
+            in_future = ~spec.not_in_future(F.col(spec.table.event_time), F.col("ingest_ts"))
+            rule_name = F.when(in_future, F.lit(EVENT_TIME_RULE)).otherwise(rule_name)
+            rule_message = F.when(in_future, future_message(spec)).otherwise(rule_message)
+        failed_rule = F.col("_rule").isNotNull()
+        steps.append(Projection.adding({"_rule": F.when(F.col("_error_kind").isNull(), rule_name)}))
+        steps.append(
+            Projection.adding(
+                {
+                    "_error_kind": F.coalesce("_error_kind", F.when(failed_rule, F.lit("rule"))),
+                    "_error": F.coalesce("_error", F.when(failed_rule, rule_message)),
+                }
+            )
         )
-        .withColumn(
-            "_error", F.coalesce("_error", F.when(F.col("_rule").isNotNull(), rule_message))
-        )
-    )
+        if slim:
+            steps.append(slim_projection())
+        return cls(decoder, tuple(steps))
+
+    def apply(self, raw: DataFrame) -> DataFrame:
+        if self.decoder is not None:
+            raw = self.decoder.decode(raw)
+        return apply_all(raw, self.projections)
 
 
 def future_message(spec: TableSpec) -> Column:
@@ -85,31 +113,33 @@ def quarantine_counts(checked: DataFrame) -> dict[str, int]:
     return {row["_error_kind"]: int(row["count"]) for row in bad.collect()}
 
 
-def slim(checked: DataFrame) -> DataFrame:
+def slim_projection() -> Projection:
     """What a batch keeps in its cache, the batch's biggest memory cost: the payload only of
     records bound for quarantine, the VARIANT only of records with fields to evolve into
     new columns, and no JSON text (parse failures are worded from their payload)."""
     from pyspark.sql import functions as F
 
-    return checked.select(
-        *[c for c in checked.columns if c not in ("_text", "_avro_text", "payload", "_v")],
-        F.when(F.col("_error_kind").isNotNull(), F.col("payload")).alias("payload"),
-        F.when(F.size("_unknown") > 0, F.col("_v")).alias("_v"),
+    return Projection.adding(
+        {
+            "payload": F.when(F.col("_error_kind").isNotNull(), F.col("payload")),
+            "_v": F.when(F.size("_unknown") > 0, F.col("_v")),
+        },
+        drops=("_text", "_avro_text"),
     )
 
 
-def with_change_columns(parsed: DataFrame, spec: TableSpec) -> DataFrame:
+def change_columns(spec: TableSpec) -> Projection:
     """CDC columns of a DynamoDB change: operation, sequence number, and the key of a
     remove (whose new image is empty) taken from the keys."""
     from pyspark.sql import functions as F
 
     operation = F.try_variant_get(F.col("_v"), "$.event_name", "string")
-    frame = parsed.withColumn(
-        "_op",
-        F.when(operation == "INSERT", "insert")
+    columns = {
+        "_op": F.when(operation == "INSERT", "insert")
         .when(operation == "MODIFY", "modify")
         .when(operation == "REMOVE", "remove"),
-    ).withColumn("_sequence_number", F.try_variant_get(F.col("_v"), "$.sequence_number", "string"))
+        "_sequence_number": F.try_variant_get(F.col("_v"), "$.sequence_number", "string"),
+    }
     key = spec.table.event_id
     if key:
         from_keys = F.coalesce(
@@ -118,10 +148,8 @@ def with_change_columns(parsed: DataFrame, spec: TableSpec) -> DataFrame:
                 for kind in ("S", "N")
             ]
         )
-        frame = frame.withColumn(key, F.coalesce(F.col(key), from_keys))
+        columns[key] = F.coalesce(F.col(key), from_keys)
     if spec.table.event_time:
         created = F.try_variant_get(F.col("_v"), "$.approximate_creation_time", "timestamp")
-        frame = frame.withColumn(
-            spec.table.event_time, F.coalesce(F.col(spec.table.event_time), created)
-        )
-    return frame
+        columns[spec.table.event_time] = F.coalesce(F.col(spec.table.event_time), created)
+    return Projection.adding(columns)

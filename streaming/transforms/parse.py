@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from streaming.transforms.projection import Projection, apply_all
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructField, StructType
@@ -103,7 +105,19 @@ def parse(
     text: Column | None = None,
     reader: bool = True,
 ) -> DataFrame:
-    """Add the typed columns and ``_error_kind``/``_error`` (null when the record parsed).
+    """Add the typed columns and ``_error_kind``/``_error`` (null when the record parsed);
+    see ``parse_projections``."""
+    return apply_all(raw, parse_projections(fields, document, drift, text, reader))
+
+
+def parse_projections(
+    fields: list[StructField],
+    document: Document,
+    drift: str,
+    text: Column | None = None,
+    reader: bool = True,
+) -> list[Projection]:
+    """What ``parse`` does to a batch, built once for many batches.
 
     ``text`` is the record as JSON text when it is not the payload itself (Avro decoded).
     Two paths, one outcome: Spark's JSON reader (``from_json``) types every record of a
@@ -118,20 +132,20 @@ def parse(
     if text is None:
         payload = F.col("payload").cast("string")
         text = F.when(F.is_valid_utf8(payload), payload)
-    decoded = raw.select("*", text.alias("_text"))
+    steps = [Projection.adding({"_text": text})]
     if reader and document == PLAIN:
         read = F.from_json("_text", reader_schema(fields), READER_OPTIONS)
         keys = F.json_object_keys(F.col("_text"))
-        decoded = decoded.select("*", read.alias("_read"), keys.alias("_keys"))
-        decoded = decoded.withColumn("_suspect", suspect(fields))
+        steps.append(Projection.adding({"_read": read, "_keys": keys}))
+        steps.append(Projection.adding({"_suspect": suspect(fields)}))
         fast = {f.name: F.col("_read").getField(f.name) for f in fields}
         keys_of_document = F.col("_keys")
     else:
-        decoded = decoded.withColumn("_suspect", F.lit(True))
+        steps.append(Projection.adding({"_suspect": F.lit(True)}))
         fast = {}
         keys_of_document = top_level_keys(document)
     is_suspect = F.col("_suspect")
-    decoded = decoded.withColumn("_v", F.when(is_suspect, F.try_parse_json("_text")))
+    steps.append(Projection.adding({"_v": F.when(is_suspect, F.try_parse_json("_text"))}))
     variant = F.col("_v")
     document_value = F.try_variant_get(variant, document.path, "variant")
     is_object = F.schema_of_variant(document_value).startswith("OBJECT")
@@ -139,23 +153,29 @@ def parse(
         # A remove event has no new image; its fields come from the keys instead.
         removed = F.try_variant_get(variant, "$.event_name", "string").eqNullSafe("REMOVE")
         is_object = is_object | removed
-    names = {f.name for f in fields}
     known = F.array(*[F.lit(f.name) for f in fields])
     unknown = F.when(is_suspect, F.array_except(keys_of_document, known))
     rescued = rescued_json(document, fields) if drift == "rescue" else None
-    typed = decoded.select(
-        *[c for c in decoded.columns if c not in names and c not in ("_read", "_keys")],
-        *[
-            F.when(is_suspect, typed_value(variant, document, f))
-            .otherwise(fast.get(f.name, F.lit(None)))
-            .alias(f.name)
-            for f in fields
-        ],
-        F.coalesce(F.when(is_suspect, is_object).otherwise(True), F.lit(False)).alias("_is_object"),
-        F.coalesce(unknown, F.array()).alias("_unknown"),
-        (F.when(is_suspect, rescued) if rescued is not None else F.lit(None).cast("string")).alias(
-            "_rescued"
-        ),
+    typed = {
+        f.name: F.when(is_suspect, typed_value(variant, document, f)).otherwise(
+            fast.get(f.name, F.lit(None))
+        )
+        for f in fields
+    }
+    steps.append(
+        Projection.adding(
+            {
+                **typed,
+                "_is_object": F.coalesce(
+                    F.when(is_suspect, is_object).otherwise(True), F.lit(False)
+                ),
+                "_unknown": F.coalesce(unknown, F.array()),
+                "_rescued": F.when(is_suspect, rescued)
+                if rescued is not None
+                else F.lit(None).cast("string"),
+            },
+            drops=("_read", "_keys"),
+        )
     )
     type_errors = [
         F.when(
@@ -164,7 +184,7 @@ def parse(
         )
         for f in fields
     ]
-    checked = typed.select("*", F.array_compact(F.array(*type_errors)).alias("_type_errors"))
+    steps.append(Projection.adding({"_type_errors": F.array_compact(F.array(*type_errors))}))
     error_kind = (
         F.when(is_suspect & (F.col("_v").isNull() | ~F.col("_is_object")), F.lit("parse"))
         .when(F.size("_type_errors") > 0, F.lit("schema"))
@@ -176,9 +196,13 @@ def parse(
     error = F.when(F.size("_type_errors") > 0, F.concat_ws("; ", "_type_errors")).when(
         F.size("_unknown") > 0, unknown_message
     )
-    return checked.select(
-        "*", error_kind.alias("_error_kind"), F.when(error_kind != "parse", error).alias("_error")
-    ).drop("_suspect")
+    steps.append(
+        Projection.adding(
+            {"_error_kind": error_kind, "_error": F.when(error_kind != "parse", error)},
+            drops=("_suspect",),
+        )
+    )
+    return steps
 
 
 # Spark's JSON reader as strict as the VARIANT parser where it can be: what it still

@@ -20,6 +20,12 @@ can wait for. The local server trims on demand instead: a stream tagged
 ``streamlake.local/trim-before-ms`` (epoch millis) loses every record that arrived before
 then, as retention would; sequence numbers keep growing past trimmed records.
 
+S3 checks a conditional write (If-None-Match, If-Match) and stores the object in one
+step. moto checks, then computes the body's checksum, then stores, so two conditional PUTs
+of one key racing each other can both succeed. Delta's conditional-put log store relies
+on S3 to refuse the second commit of a version; the server takes conditional writes one
+at a time so that it does.
+
 moto keeps everything in memory. With ``--state-file``, the Kinesis streams and the
 DynamoDB tables with their streams (what the streaming jobs read, positions included) are
 saved there when the server stops on SIGTERM or SIGINT and loaded when it starts, so a
@@ -32,9 +38,9 @@ Run as ``python -m streamlake.local.moto_server -H 127.0.0.1 -p PORT [--state-fi
 
 from __future__ import annotations
 
-import logging
 import pickle
 import sys
+import threading
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -47,7 +53,8 @@ from moto.utilities.utils import md5_hash
 TRIM_TAG = "streamlake.local/trim-before-ms"
 STATE_OPTION = "--state-file"
 
-log = logging.getLogger(__name__)
+
+CONDITIONAL_WRITES = threading.Lock()
 
 
 def trim(stream: Any) -> None:
@@ -161,7 +168,22 @@ def get_records(
     return compose_shard_iterator(stream_name, shard, last_sequence), records, millis_behind
 
 
+def one_conditional_write_at_a_time(handler: Any) -> Any:
+    def handle(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if "If-None-Match" in self.headers or "If-Match" in self.headers:
+            with CONDITIONAL_WRITES:
+                return handler(self, *args, **kwargs)
+        return handler(self, *args, **kwargs)
+
+    return handle
+
+
 def apply() -> None:
+    from moto.s3.responses import S3Response
+
+    # PutObject, and CompleteMultipartUpload (a POST on the key).
+    for name in ("put_object", "_key_response_post"):
+        setattr(S3Response, name, one_conditional_write_at_a_time(getattr(S3Response, name)))
     setattr(models.Shard, "get_min_sequence_number", shard_min_sequence)  # noqa: B010
     setattr(models.Shard, "get_max_sequence_number", shard_max_sequence)  # noqa: B010
     setattr(models.Shard, "get_records", shard_get_records)  # noqa: B010

@@ -1,6 +1,7 @@
-"""The local AWS server keeps Kinesis streams and DynamoDB tables (with their change
-streams) across a graceful restart, positions included, as the chaos soak's AWS restart
-needs: a reader resumes at the sequence number it had."""
+"""The local AWS server behaves as AWS where the jobs rely on it: it keeps Kinesis streams
+and DynamoDB tables (with their change streams) across a graceful restart, positions
+included, as the chaos soak's AWS restart needs (a reader resumes at the sequence number
+it had), and settles racing conditional writes as S3 does."""
 
 from __future__ import annotations
 
@@ -104,3 +105,47 @@ def test_a_restarted_server_keeps_streams_tables_and_positions(tmp_path: Path) -
     finally:
         server.kill()
         server.wait(timeout=30)
+
+
+def test_of_two_racing_conditional_puts_of_one_key_exactly_one_wins(tmp_path: Path) -> None:
+    """S3 refuses the second create of a key under If-None-Match even when both uploads
+    overlap: Delta's conditional-put log store relies on it to refuse a second commit of
+    one version. Big bodies make the uploads overlap in the server."""
+    import threading
+
+    from botocore.exceptions import ClientError
+
+    port = free_ports(1)[0]
+    server = start_server(port, tmp_path / "state.pickle", tmp_path / "server.log")
+    try:
+        poll(lambda: answers(port), 60, "the local AWS server")
+        s3 = client("s3", port)
+        s3.create_bucket(
+            Bucket="race", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        body = b"x" * 6_000_000
+        for round_ in range(12):
+            start = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def put(
+                start: threading.Barrier = start,
+                outcomes: list[str] = outcomes,
+                key: str = f"commit-{round_}",
+            ) -> None:
+                start.wait()
+                try:
+                    s3.put_object(Bucket="race", Key=key, Body=body, IfNoneMatch="*")
+                    outcomes.append("won")
+                except ClientError as error:
+                    outcomes.append(error.response["Error"]["Code"])
+
+            racers = [threading.Thread(target=put) for _ in range(2)]
+            for racer in racers:
+                racer.start()
+            for racer in racers:
+                racer.join(timeout=120)
+            assert sorted(outcomes) == ["PreconditionFailed", "won"], f"round {round_}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)

@@ -455,3 +455,40 @@ def test_an_event_older_than_the_watermark_is_kept_and_flagged_late(
     late = {r["order_id"]: r["_late"] for r in lake_rows(local, "processed", "orders")}
     assert late == {recent["order_id"]: False, old["order_id"]: True, fresh["order_id"]: False}
     assert sum(m["late"] for m in lake_rows(local, "_meta", "batch_metrics")) == 1
+
+
+def test_an_event_repeated_in_a_later_batch_or_run_is_dropped(
+    spark: Any, settings: Any, loaded: Any, tmp_path: Path
+) -> None:
+    """Batches that repeat nothing skip the lookup in processed (the run keeps the recent
+    keys); a repeat in the run's next batch, or in a new run, is still found and dropped."""
+    from streaming.process import ProcessBatchWriter, ProcessTargets
+    from streaming.transforms.spec import TableSpec
+
+    local = with_lake(settings, tmp_path)
+    a, b, c, d = (e.payload for e in events_for("orders", EventMix(4, seed=21)))
+    spec = TableSpec.of(spark, "orders", loaded.pipeline.tables["orders"])
+    raw_path = local.lake.table_path("raw", "orders")
+    from pyspark.sql import functions as F
+
+    def batch(payloads: list[bytes], first: int) -> Any:
+        write_raw(spark, local, "orders", payloads, first_position=first)
+        positions = [str(first + i) for i in range(len(payloads))]
+        return spark.read.format("delta").load(raw_path).where(F.col("position").isin(positions))
+
+    def run() -> ProcessBatchWriter:
+        return ProcessBatchWriter(spec, ProcessTargets.of(local, "process-orders", "orders", None))
+
+    first_run = run()
+    first_run(batch([a, b], 0), 0)
+    first_run(batch([a, c], 2), 1)  # a again, in the same run
+    first_run.targets.metrics.flush()
+    second_run = run()
+    second_run(batch([b, d], 4), 2)  # b again, after a restart
+    second_run.targets.metrics.flush()
+
+    ids = [r["order_id"] for r in lake_rows(local, "processed", "orders")]
+    assert sorted(ids) == sorted(json.loads(p)["order_id"] for p in (a, b, c, d))
+    kept = {r["order_id"]: r["_position"] for r in lake_rows(local, "processed", "orders")}
+    assert kept[json.loads(a)["order_id"]] == "0" and kept[json.loads(b)["order_id"]] == "1"
+    assert sum(m["duplicates"] for m in lake_rows(local, "_meta", "batch_metrics")) == 2
