@@ -188,17 +188,16 @@ class Watermark:
     spec: TableSpec
     newest_seen_us: int | None = None
     read: bool = False
+    delay_us: int = field(init=False)
     recent: RecentKeys = field(init=False)
 
     def __post_init__(self) -> None:
-        delay_us = int(interval_seconds(self.spec.table.watermark) * 1_000_000)
-        self.recent = RecentKeys(max(1_000_000, delay_us // BUCKETS_PER_WATERMARK))
+        self.delay_us = int(interval_seconds(self.spec.table.watermark) * 1_000_000)
+        self.recent = RecentKeys(max(1_000_000, self.delay_us // BUCKETS_PER_WATERMARK))
 
     @property
     def bound_us(self) -> int | None:
-        if self.newest_seen_us is None:
-            return None
-        return self.newest_seen_us - int(interval_seconds(self.spec.table.watermark) * 1_000_000)
+        return None if self.newest_seen_us is None else self.newest_seen_us - self.delay_us
 
     def deduplicate(
         self, rows: DataFrame, processed: DataFrame | None, summary: BatchSummary
