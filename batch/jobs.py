@@ -1,0 +1,72 @@
+"""The batch jobs a pipeline declares, by kind: what `streamlake batch run <job>` runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from batch.report import BatchReport
+from streamlake.config.pipeline import Pipeline
+from streamlake.config.settings import Settings
+from streamlake.errors import UsageError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass
+class BatchRun:
+    """One run of a batch job: what it may touch and how it reaches Spark.
+
+    ``only`` is the ``--table`` filter (a pipeline table or curated table name, or
+    ``layer.name``), None for all. ``spark`` builds the session on first use, so jobs that
+    need no Spark start none. ``progress`` is called with a short line as work advances."""
+
+    job: str
+    pipeline: Pipeline
+    settings: Settings
+    spark_factory: Callable[[], SparkSession]
+    only: str | None = None
+    progress: Callable[[str], None] = lambda _line: None
+    _spark: SparkSession | None = field(default=None, repr=False)
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = self.spark_factory()
+        return self._spark
+
+    @property
+    def started_spark(self) -> bool:
+        return self._spark is not None
+
+    def selects(self, layer: str, name: str) -> bool:
+        """Whether ``--table`` lets this run touch ``layer.name``."""
+        return self.only is None or self.only in (name, f"{layer}.{name}")
+
+
+Runner = Callable[[BatchRun], BatchReport]
+
+
+def runners() -> dict[str, Runner]:
+    """Job kind -> the function that runs it (imported here, so a kind's dependencies load
+    only when it runs)."""
+    return {}
+
+
+def run_batch_job(run: BatchRun) -> BatchReport:
+    """Run the pipeline's batch job ``run.job``."""
+    pipeline = run.pipeline
+    batch_jobs = sorted(n for n, j in pipeline.jobs.items() if j.kind in runners())
+    job = pipeline.jobs.get(run.job)
+    if job is None or job.kind not in runners():
+        raise UsageError(
+            f"no batch job named {run.job!r}",
+            f"batch jobs of the pipeline: {', '.join(batch_jobs) or 'none'}",
+        )
+    started = time.monotonic()
+    report = runners()[job.kind](run)
+    report.seconds = time.monotonic() - started
+    return report
