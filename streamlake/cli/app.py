@@ -22,6 +22,7 @@ from streamlake.cli import (
     local_cmd,
     produce_cmd,
     quarantine_cmd,
+    query_cmd,
     stream_cmd,
 )
 from streamlake.cli.context import CliContext
@@ -43,6 +44,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(stream_cmd.app, name="stream")
 app.add_typer(quarantine_cmd.app, name="quarantine")
 app.command("produce")(produce_cmd.produce_command)
+app.command("query")(query_cmd.query_command)
 app.command("demo")(demo_cmd.demo)
 
 _state = {"debug": False}
