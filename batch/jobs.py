@@ -53,7 +53,9 @@ Runner = Callable[[BatchRun], BatchReport]
 def runners() -> dict[str, Runner]:
     """Job kind -> the function that runs it (imported here, so a kind's dependencies load
     only when it runs)."""
-    return {}
+    from batch import catalog
+
+    return {"catalog": catalog.run}
 
 
 def run_batch_job(run: BatchRun) -> BatchReport:

@@ -82,6 +82,20 @@ class ResourceError(StreamlakeError):
 
 
 @dataclass
+class CatalogError(StreamlakeError):
+    """The Glue Data Catalog refused or lacks what a catalog run needs: names the database
+    and, where there is one, the table. A failed job (exit 1): the configuration is valid,
+    the account's catalog is not as it expects."""
+
+    database: str = ""
+    table: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.database}.{self.table}" if self.table else self.database
+        return f"glue catalog {where}: {super().__str__()}"
+
+
+@dataclass
 class DataLossError(StreamlakeError):
     """Source data the job had not read yet is gone (retention, trimming, deleted partition).
 

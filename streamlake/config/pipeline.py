@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from streamlake.config.ddl import columns, expression_columns, parse_type
 from streamlake.config.settings import StrictModel
-from streamlake.lake.tables import RAW
+from streamlake.lake.tables import LAYERS, RAW
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
@@ -282,8 +282,34 @@ class FirehoseStream(StrictModel):
     prefix: str = ""
 
 
+# Glue lowercases names, and Athena and Redshift Spectrum take only lowercase letters,
+# digits and underscores in database and table names.
+GlueName = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=255)]
+
+
+def glue_name(name: str) -> str:
+    """A pipeline or table name as Glue, Athena and Spectrum accept it: ``Shop-EU.v2`` is
+    ``shop_eu_v2``."""
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+
 class Catalog(StrictModel):
-    database: Name
+    """The Glue Data Catalog databases the lake's tables are registered in, one per layer.
+
+    ``databases`` names a layer's database; a layer not named gets ``<pipeline>_<layer>``.
+    ``create_databases``: whether the catalog job creates a missing database. false when the
+    databases are owned elsewhere (infra/): a run against a missing one then stops."""
+
+    databases: dict[str, GlueName] = Field(default_factory=dict)
+    create_databases: bool = True
+
+    @field_validator("databases")
+    @classmethod
+    def _keys_are_layers(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LAYERS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a layer (layers: {', '.join(LAYERS)})")
+        return value
 
 
 class Pipeline(StrictModel):
@@ -297,7 +323,7 @@ class Pipeline(StrictModel):
     buckets: list[Name] = Field(default_factory=list)
     sns_topics: list[SnsTopic] = Field(default_factory=list)
     firehose: list[FirehoseStream] = Field(default_factory=list)
-    catalog: Catalog | None = None
+    catalog: Catalog = Field(default_factory=Catalog)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Pipeline:
@@ -330,6 +356,25 @@ class Pipeline(StrictModel):
                     f"firehose.{stream.name}.bucket: {stream.bucket!r} is not in buckets"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _one_database_per_layer(self) -> Pipeline:
+        # Every layer holds a table of each name (raw.orders, processed.orders): two layers
+        # in one database would register one over the other.
+        seen: dict[str, str] = {}
+        for layer in LAYERS:
+            database = self.glue_database(layer)
+            if database in seen:
+                raise ValueError(
+                    f"catalog.databases: {seen[database]} and {layer} are both in {database!r}; "
+                    "each layer needs a database of its own"
+                )
+            seen[database] = layer
+        return self
+
+    def glue_database(self, layer: str) -> str:
+        """The Glue database of ``layer``'s tables."""
+        return self.catalog.databases.get(layer) or glue_name(f"{self.name}_{layer}")
 
     def ingest_job_of(self, table: str | None) -> str | None:
         return next(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The layers a streaming table's jobs write.
+# The layers a streaming table's jobs write; the curated layer is written by batch jobs.
 STREAMING_LAYERS = ("raw", "processed", "quarantine")
+LAYERS = (*STREAMING_LAYERS, "curated")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from connectors.registry import source_kind
 from connectors.schema_registry import GlueSchemaRegistry
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import KafkaSettings
+from streamlake.lake.tables import LAYERS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ def declared_resources(
         for source in pipeline.sources.values()
         for resource in source_kind(source).resources(source, kafka, aws)
     ]
-    catalogs = [pipeline.catalog] if pipeline.catalog else []
     declared: dict[str, dict[str, dict[str, Any]]] = {
         "s3 bucket": {bucket: {"region": aws.region} for bucket in pipeline.buckets},
         "sns topic": {topic.name: {} for topic in pipeline.sns_topics},
@@ -62,8 +62,11 @@ def declared_resources(
             f.name: {"bucket": f.bucket, "prefix": f.prefix, "role_arn": LOCAL_FIREHOSE_ROLE}
             for f in pipeline.firehose
         },
+        # Created whatever catalog.create_databases says: that governs the catalog job, and
+        # `local up` stands in for infra/, which creates them on AWS.
         "glue database": {
-            c.database: {"description": f"streamlake {pipeline.name}"} for c in catalogs
+            pipeline.glue_database(layer): {"description": f"streamlake {pipeline.name} {layer}"}
+            for layer in LAYERS
         },
     }
     for kind, (service, exists, create) in AWS_RESOURCES.items():

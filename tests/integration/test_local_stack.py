@@ -132,4 +132,5 @@ def assert_declared_aws_resources_exist(endpoint: str) -> None:
     assert (
         "shop-curated-orders" in client("firehose").list_delivery_streams()["DeliveryStreamNames"]
     )
-    assert client("glue").get_database(Name="shop")["Database"]["Name"] == "shop"
+    databases = {d["Name"] for d in client("glue").get_databases()["DatabaseList"]}
+    assert {"shop_raw", "shop_processed", "shop_quarantine", "shop_curated"} <= databases

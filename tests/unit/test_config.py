@@ -129,6 +129,19 @@ def test_config_show_json_prints_the_resolved_configuration(config_dir: Path) ->
             "pipeline.yaml: tables.orders.avro: a glue registry needs registry_name",
         ),
         (
+            "pipeline.yaml",
+            "  create_databases: true\n",
+            "  databases: {gold: shop_gold}\n",
+            "pipeline.yaml: catalog.databases: gold: not a layer (layers: raw, processed, "
+            "quarantine, curated)",
+        ),
+        (
+            "pipeline.yaml",
+            "  create_databases: true\n",
+            "  databases: {raw: shop_processed}\n",
+            "pipeline.yaml: catalog.databases: raw and processed are both in 'shop_processed'",
+        ),
+        (
             "local.yaml",
             "lake:\n",
             "lake: [\n",
@@ -143,6 +156,8 @@ def test_config_show_json_prints_the_resolved_configuration(config_dir: Path) ->
         "bad-reference",
         "avro-without-registry",
         "glue-without-registry-name",
+        "catalog-layer-unknown",
+        "catalog-layers-share-a-database",
         "bad-yaml",
     ],
 )
