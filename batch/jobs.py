@@ -29,6 +29,8 @@ class BatchRun:
     settings: Settings
     spark_factory: Callable[[], SparkSession]
     only: str | None = None
+    # Where the pipeline was read from, for errors that point into it.
+    pipeline_file: str = "pipeline.yaml"
     progress: Callable[[str], None] = lambda _line: None
     _spark: SparkSession | None = field(default=None, repr=False)
 
@@ -53,9 +55,9 @@ Runner = Callable[[BatchRun], BatchReport]
 def runners() -> dict[str, Runner]:
     """Job kind -> the function that runs it (imported here, so a kind's dependencies load
     only when it runs)."""
-    from batch import catalog
+    from batch import catalog, compact, curate
 
-    return {"catalog": catalog.run}
+    return {"compact": compact.run, "curate": curate.run, "catalog": catalog.run}
 
 
 def run_batch_job(run: BatchRun) -> BatchReport:

@@ -153,3 +153,18 @@ class LeaseHeldError(StreamlakeError):
     table: str = ""
     holder: str = ""
     retryable: bool = field(default=True, kw_only=True)
+
+
+@dataclass
+class RetentionError(StreamlakeError):
+    """A VACUUM retention shorter than a streaming reader of the table still needs: it
+    would delete files the reader has yet to read. Raise the retention or let the reader
+    catch up first."""
+
+    table: str = ""
+    reader: str = ""
+    version: int | None = None
+    exit_code: int = field(default=EXIT_BAD_USAGE, kw_only=True)
+
+    def __str__(self) -> str:
+        return f"{self.table}: {super().__str__()}"

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from streamlake import __version__
 from streamlake.cli import (
+    batch_cmd,
     catalog_cmd,
     config_cmd,
     demo_cmd,
@@ -45,6 +46,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(stream_cmd.app, name="stream")
 app.add_typer(quarantine_cmd.app, name="quarantine")
 app.add_typer(catalog_cmd.app, name="catalog")
+app.add_typer(batch_cmd.app, name="batch")
 app.command("produce")(produce_cmd.produce_command)
 app.command("query")(query_cmd.query_command)
 app.command("demo")(demo_cmd.demo)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.aws import aws_endpoint
+from streamlake.cli.batch_cmd import print_report
 from streamlake.cli.context import cli_context
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
@@ -32,6 +33,15 @@ DEMO_JOBS = {
     "customers": "ingest-customers",
 }
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
+# The nightly workflow's batch steps the demo runs after processing, in order.
+DEMO_BATCH_JOBS = ("compact", "curate", "catalog")
+# What the demo shows of each curated table, through `streamlake query`.
+CURATED_VIEWS = {
+    "daily_revenue": "select * from curated.daily_revenue order by revenue desc limit 5",
+    "customers": "select customer_id, name, country, tier, updated_at from curated.customers "
+    "order by updated_at desc limit 5",
+    "funnel": "select * from curated.funnel order by day desc, step_number limit 8",
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,9 @@ def demo(
     seed: Annotated[int | None, typer.Option(help="Random seed; default: a new one.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Start the local stack, produce to Kafka, Kinesis and DynamoDB, ingest and process."""
+    """Start the local stack, produce to Kafka, Kinesis and DynamoDB, ingest and process,
+    then compact, curate and catalog, and show the curated tables."""
+    from batch.jobs import BatchRun, run_batch_job
     from streaming import ingest, process, runtime
     from streaming.listener import BatchLogListener
     from streamlake.spark_session import build_spark_session
@@ -146,6 +158,11 @@ def demo(
             line.after = TableCounts.of(spark, settings, line.source)
             job = PROCESS_JOBS[line.source]
             line.duplicates = duplicates_dropped(spark, settings, job, first_batch[line.source])
+        reports = []
+        for name in (j for j in DEMO_BATCH_JOBS if j in pipeline.jobs):
+            with console.status(f"batch job {name}") as spinner:
+                run = BatchRun(name, pipeline, settings, lambda: spark, progress=spinner.update)
+                reports.append(run_batch_job(run))
     finally:
         spark.stop()
     done = (
@@ -154,9 +171,16 @@ def demo(
     )
     if as_json:
         Console(stderr=True).print(done)
-        print(json.dumps({line.source: line.figures() for line in lines}))
+        figures = {
+            "sources": {line.source: line.figures() for line in lines},
+            "batch": [report.as_dict() for report in reports],
+        }
+        print(json.dumps(figures, default=str))
     else:
         print_summary(console, lines, pipeline)
+        for batch_report in reports:
+            print_report(console, batch_report)
+        show_curated(console, pipeline, settings)
         console.print(done)
     if any(line.added != line.produced for line in lines):
         console.print("[red]a raw table did not gain exactly the records produced[/]")
@@ -164,6 +188,17 @@ def demo(
     if any(line.accounted != line.added for line in lines):
         console.print("[red]processing did not account for every new raw record[/]")
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def show_curated(console: Console, pipeline: Pipeline, settings: Settings) -> None:
+    """The top rows of each curated table, read as `streamlake query` reads them."""
+    from streamlake.cli.query_cmd import result_table
+    from streamlake.lake.query import run_query
+
+    for name, sql in CURATED_VIEWS.items():
+        if name in pipeline.curated:
+            console.print(f"[bold]streamlake query[/] {json.dumps(sql)}")
+            console.print(result_table(run_query(sql, pipeline, settings)))
 
 
 def reset_stale_state(

@@ -148,6 +148,29 @@ class Rule(StrictModel):
         return self
 
 
+# VACUUM below this could delete the files of a batch still being written (they are not in
+# the log until its commit).
+MIN_RETENTION_S = 3600
+
+
+class Compaction(StrictModel):
+    """How `batch run compact` keeps a table: bin-packing (optionally Z-ordered) and VACUUM
+    of files unreferenced for longer than ``retention``."""
+
+    zorder_by: list[str] = Field(default_factory=list)
+    retention: str = Field(default="7 days", pattern=INTERVAL)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_is_safe(cls, value: str) -> str:
+        if interval_seconds(value) < MIN_RETENTION_S:
+            raise ValueError(
+                f"retention {value!r} is under 1 hour: VACUUM could delete the files of a "
+                "batch still being written"
+            )
+        return value
+
+
 class AvroFormat(StrictModel):
     """Where the writer schemas of an Avro table's payloads live.
 
@@ -189,6 +212,8 @@ class Table(StrictModel):
     accept_data_loss: bool = False
     cdc: bool = False
     rules: list[Rule] = Field(default_factory=list)
+    # Applies to processed.<table>; raw and quarantine take its retention, never Z-order.
+    compaction: Compaction = Compaction()
 
     @field_validator("schema_ddl")
     @classmethod
@@ -203,6 +228,9 @@ class Table(StrictModel):
             name = getattr(self, key)
             if name is not None and name.lower() not in declared:
                 raise ValueError(f"{key} {name!r} is not a column of schema_ddl")
+        for column in self.compaction.zorder_by:
+            if column.lower() not in declared:
+                raise ValueError(f"compaction.zorder_by: {column!r} is not a column of schema_ddl")
         checkable = declared | set(RAW.names) | ({"_op", "_sequence_number"} if self.cdc else set())
         for index, rule in enumerate(self.rules):
             # A nested field (address.city) is checked by its top-level column.
@@ -242,6 +270,40 @@ class Table(StrictModel):
 
 
 JobKind = Literal["ingest", "process", "compact", "curate", "catalog", "export"]
+
+
+class CuratedTable(StrictModel):
+    """A table `batch run curate` builds from processed tables, matched on ``keys`` with
+    MERGE so that reruns and late records come out right.
+
+    ``sql``: the SQL's rows, reading each input as ``processed.<input>``. With
+    ``date_column`` (an output column holding the inputs' ``event_date``) a run recomputes
+    only the event dates whose rows changed; without it, everything.
+    ``current_state``: each key's newest change of a CDC input in sequence-number order,
+    deletes removed (SCD type 1); ``history`` adds ``<name>_history`` (SCD type 2)."""
+
+    kind: Literal["sql", "current_state"] = "sql"
+    inputs: list[Name] = Field(min_length=1)
+    keys: list[str] = Field(min_length=1)
+    sql: str | None = None
+    date_column: str | None = None
+    history: bool = False
+    compaction: Compaction = Compaction()
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> CuratedTable:
+        if self.kind == "sql" and not self.sql:
+            raise ValueError("kind sql needs sql")
+        if self.kind == "current_state":
+            if self.sql or self.date_column:
+                raise ValueError("kind current_state takes no sql or date_column")
+            if len(self.inputs) != 1:
+                raise ValueError("kind current_state reads exactly one input (a cdc table)")
+        if self.kind == "sql" and self.history:
+            raise ValueError("history is for kind current_state")
+        if self.date_column and self.date_column not in self.keys:
+            raise ValueError(f"date_column {self.date_column!r} must be one of keys")
+        return self
 
 
 class Job(StrictModel):
@@ -320,6 +382,7 @@ class Pipeline(StrictModel):
     tables: dict[Name, Table]
     jobs: dict[Name, Job] = Field(default_factory=dict)
     workflows: dict[Name, Workflow] = Field(default_factory=dict)
+    curated: dict[Name, CuratedTable] = Field(default_factory=dict)
     buckets: list[Name] = Field(default_factory=list)
     sns_topics: list[SnsTopic] = Field(default_factory=list)
     firehose: list[FirehoseStream] = Field(default_factory=list)
@@ -346,6 +409,8 @@ class Pipeline(StrictModel):
                         f"jobs.{name}.mode: inline processes {job.table!r}, so does "
                         f"{others[0]}: one process job per table when one is inline"
                     )
+        for name, curated in self.curated.items():
+            self._check_curated(name, curated)
         for name, workflow in self.workflows.items():
             for step in workflow.steps:
                 if step not in self.jobs:
@@ -375,6 +440,27 @@ class Pipeline(StrictModel):
     def glue_database(self, layer: str) -> str:
         """The Glue database of ``layer``'s tables."""
         return self.catalog.databases.get(layer) or glue_name(f"{self.name}_{layer}")
+
+    def _check_curated(self, name: str, curated: CuratedTable) -> None:
+        for index, source in enumerate(curated.inputs):
+            if source not in self.tables:
+                raise ValueError(f"curated.{name}.inputs[{index}]: no table named {source!r}")
+        if curated.kind != "current_state":
+            return
+        cdc_input = self.tables[curated.inputs[0]]
+        if not cdc_input.cdc:
+            raise ValueError(
+                f"curated.{name}: kind current_state needs a cdc input, {curated.inputs[0]!r} "
+                "is not one"
+            )
+        declared = {column.lower() for column, _type in columns(cdc_input.schema_ddl)}
+        for key in curated.keys:
+            if key.lower() not in declared:
+                raise ValueError(
+                    f"curated.{name}.keys: {key!r} is not a column of {curated.inputs[0]!r}"
+                )
+        if curated.history and f"{name}_history" in self.curated:
+            raise ValueError(f"curated.{name}.history: {name}_history is declared as well")
 
     def ingest_job_of(self, table: str | None) -> str | None:
         return next(

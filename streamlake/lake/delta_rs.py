@@ -50,6 +50,14 @@ def read_rows(path: str, settings: Settings, columns: list[str] | None = None) -
     return open_delta_table(path, settings).to_pyarrow_table(columns=columns)
 
 
+def version_and_id(path: str, settings: Settings) -> tuple[int, str] | None:
+    """The table's current version and its Delta table id; None before its first commit."""
+    if not delta_table_exists(path, settings):
+        return None
+    table = open_delta_table(path, settings)
+    return int(table.version()), str(table.metadata().id)
+
+
 def last_transaction_version(path: str, settings: Settings, app_id: str) -> int | None:
     """The last txnVersion ``app_id`` committed to the table, None if none (or no table)."""
     if not delta_table_exists(path, settings):

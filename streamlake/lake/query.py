@@ -24,18 +24,14 @@ from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import StreamlakeError, UsageError
 from streamlake.lake.delta_rs import delta_table_exists, open_delta_table
-from streamlake.lake.tables import STREAMING_LAYERS
+from streamlake.lake.tables import CURATED, LAYERS, META_TABLES, STREAMING_LAYERS
 
 if TYPE_CHECKING:
     import duckdb
 
 log = logging.getLogger(__name__)
 
-CURATED = "curated"
 META = "_meta"
-LAYERS = (*STREAMING_LAYERS, CURATED)
-# The `_meta` tables the lake core declares (tables.py); any other is found on disk.
-META_TABLES = ("batch_metrics",)
 
 
 @dataclass(frozen=True)

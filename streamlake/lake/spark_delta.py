@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamlake.lake.tables import Contract
 
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Bounded files let readers split a big batch into tasks, and process jobs into batches,
 # that fit in memory: a reader does not split a file below a row group.
@@ -142,3 +147,150 @@ class IdempotentDeltaAppend:
             if isinstance(tagged, dict) and tagged.get("txn") == app_id:
                 found.setdefault(int(tagged["version"]), tagged)
         return found
+
+
+# Delta's optimistic-concurrency conflicts: the other writer won; doing it again on the new
+# snapshot is right (compaction beside a streaming append, a MERGE beside an OPTIMIZE).
+CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "DELTA_CONCURRENT_",
+)
+CONFLICT_ATTEMPTS = 5
+
+
+def is_conflict(error: BaseException) -> bool:
+    text = f"{type(error).__name__}: {error}"
+    return any(name in text for name in CONFLICTS)
+
+
+def retry_on_conflict(what: str, action: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run ``action``, again (after a short, growing pause) when Delta reports that a
+    concurrent commit conflicted with it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if not is_conflict(exc) or attempt == attempts:
+                raise
+            log.info("%s: conflict with a concurrent commit (attempt %s), retrying", what, attempt)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    """The table's current version; None before its first commit."""
+    from delta.tables import DeltaTable
+
+    if not table_exists(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return None if row is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class TableSize:
+    files: int
+    bytes: int
+
+
+def table_size(spark: SparkSession, path: str) -> TableSize:
+    """The active files and bytes of the table's current version (0 when there is none)."""
+    from delta.tables import DeltaTable
+
+    if not table_exists(spark, path):
+        return TableSize(0, 0)
+    row = DeltaTable.forPath(spark, path).detail().select("numFiles", "sizeInBytes").first()
+    return TableSize(int(row[0] or 0), int(row[1] or 0)) if row else TableSize(0, 0)
+
+
+def changes_between(spark: SparkSession, path: str, after: int, upto: int) -> DataFrame:
+    """Rows the commits after version ``after`` up to ``upto`` inserted, updated or deleted
+    (Delta's change data feed; ``_change_type`` says which). Raises when the feed was off
+    for one of them or its files are gone (vacuumed)."""
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", after + 1)
+        .option("endingVersion", upto)
+        .load(path)
+    )
+
+
+def read_version(spark: SparkSession, path: str, version: int) -> DataFrame:
+    """The table as of ``version``."""
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    @classmethod
+    def of(cls, result: DataFrame | None) -> MergeCounts:
+        """From the one-row DataFrame MERGE returns."""
+        row = result.first() if result is not None else None
+        if row is None:
+            return cls()
+        found = row.asDict()
+        return cls(
+            int(found.get("num_inserted_rows") or 0),
+            int(found.get("num_updated_rows") or 0),
+            int(found.get("num_deleted_rows") or 0),
+        )
+
+
+def merge_rows(
+    spark: SparkSession,
+    path: str,
+    rows: DataFrame,
+    keys: list[str],
+    partition_by: tuple[str, ...] = (),
+    delete_unmatched: str | None = None,
+) -> MergeCounts:
+    """Make the table at ``path`` hold ``rows`` (at most one per key): insert new keys,
+    update a key's row only where a value differs (so a rerun changes nothing), and delete
+    the table's rows no source row matches where ``delete_unmatched`` (a condition on the
+    table's row, ``t.``; ``"true"`` for all) holds. Creates the table on first use."""
+    from delta.tables import DeltaTable
+
+    if not table_exists(spark, path):
+        rows.write.format("delta").partitionBy(*partition_by).save(path)
+        return MergeCounts(inserted=int(spark.read.format("delta").load(path).count()))
+    on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
+    values = [c for c in rows.columns if c not in keys]
+    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values)
+
+    def execute() -> DataFrame:
+        merge = DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), on)
+        merge = merge.withSchemaEvolution()
+        if differs:
+            merge = merge.whenMatchedUpdateAll(condition=differs)
+        merge = merge.whenNotMatchedInsertAll()
+        if delete_unmatched is not None:
+            merge = merge.whenNotMatchedBySourceDelete(condition=delete_unmatched)
+        return merge.execute()
+
+    return MergeCounts.of(retry_on_conflict(f"merge into {path}", execute))
+
+
+def commit_time(spark: SparkSession, path: str, version: int) -> datetime | None:
+    """When ``version`` of the table was committed; None if the log no longer has it."""
+    from delta.tables import DeltaTable
+
+    newest = table_version(spark, path)
+    if newest is None or version > newest:
+        return None
+    history = DeltaTable.forPath(spark, path).history(newest - version + 1)
+    row = history.where(f"version = {int(version)}").select("timestamp").first()
+    return None if row is None else row[0]

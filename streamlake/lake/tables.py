@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 # The layers a streaming table's jobs write; the curated layer is written by batch jobs.
 STREAMING_LAYERS = ("raw", "processed", "quarantine")
-LAYERS = (*STREAMING_LAYERS, "curated")
+CURATED = "curated"
+LAYERS = (*STREAMING_LAYERS, CURATED)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,41 @@ BATCH_METRICS = Contract(
         ("recorded_at", "TIMESTAMP"),
     )
 )
+
+
+# The newest version of each input a consumer (a curated table, an export) has taken in:
+# the consumer's next run reads the input's changes after it. ``table_id`` is the input's
+# Delta table id: a table deleted and created anew starts its versions again. Append-only;
+# the newest row per (consumer, input) counts.
+INPUT_VERSIONS = Contract(
+    (
+        ("consumer", "STRING"),
+        ("input", "STRING"),
+        ("version", "BIGINT"),
+        ("table_id", "STRING"),
+        ("recorded_at", "TIMESTAMP"),
+    )
+)
+
+# Keys a current-state table deleted, with the sequence number of the delete: an older
+# change of the key that arrives later must not bring it back. ``key`` is the key columns
+# as JSON.
+CDC_TOMBSTONES = Contract(
+    (
+        ("table", "STRING"),
+        ("key", "STRING"),
+        ("sequence_number", "STRING"),
+        ("deleted_at", "TIMESTAMP"),
+    ),
+    partition_by=("table",),
+)
+
+# The pipeline's own Delta tables under _meta, by name.
+META_TABLES = {
+    "batch_metrics": BATCH_METRICS,
+    "input_versions": INPUT_VERSIONS,
+    "cdc_tombstones": CDC_TOMBSTONES,
+}
 
 
 def as_processed_coordinates() -> dict[str, str]:

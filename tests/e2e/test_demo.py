@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from deltalake import DeltaTable
 
@@ -38,7 +39,8 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
 
     result = streamlake("demo", "--count", "400", "--seed", "3", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = output["sources"]
     assert figures["orders"]["produced"] == 400 and figures["clickstream"]["produced"] == 400
     assert figures["customers"]["produced"] == 100
     for source, line in figures.items():
@@ -63,6 +65,23 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
         assert not set(processed) & set(quarantined), table
         assert set(processed) | set(quarantined) <= set(raw), table
         assert len(raw) - len(processed) - len(quarantined) == line["duplicates"], table
+    # The batch steps ran, and the curated tables agree with processed, read without Spark.
+    assert [(b["job"], b["failed"]) for b in output["batch"]] == [
+        ("compact", None),
+        ("curate", None),
+        ("catalog", None),
+    ]
+    lake = tmp_path / "lake"
+    tables = duckdb.connect()
+    for layer, name in (("processed", "orders"), ("curated", "daily_revenue")):
+        tables.register(name, DeltaTable(str(lake / layer / name)).to_pyarrow_table())
+    expected = tables.sql(
+        "select count(*), sum(amount) from orders where status <> 'cancelled'"
+    ).fetchone()
+    assert tables.sql("select sum(orders), sum(revenue) from daily_revenue").fetchone() == expected
+    customers = DeltaTable(str(lake / "curated" / "customers")).to_pyarrow_table()
+    assert 0 < customers.num_rows <= figures["customers"]["processed"]
+    assert "streamlake query" not in result.stdout  # --json prints the figures only
     # Local state is its owner's only: no file or folder the demo wrote is readable by others.
     written = [p for root in ("lake", "checkpoints") for p in (tmp_path / root).rglob("*")]
     assert written and all(p.stat().st_mode & 0o077 == 0 for p in written)

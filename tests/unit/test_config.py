@@ -275,6 +275,41 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "  process-orders-now: {kind: process, table: orders, mode: inline}",
             "jobs.process-orders-now.mode: inline processes 'orders', so does process-orders",
         ),
+        (
+            "compaction: {zorder_by: [customer_id]}",
+            "compaction: {zorder_by: [customer]}",
+            "tables.orders: compaction.zorder_by: 'customer' is not a column of schema_ddl",
+        ),
+        (
+            "compaction: {zorder_by: [customer_id]}",
+            "compaction: {retention: 30 minutes}",
+            "tables.orders.compaction.retention: retention '30 minutes' is under 1 hour",
+        ),
+        (
+            "inputs: [orders]",
+            "inputs: [order]",
+            "curated.daily_revenue.inputs[0]: no table named 'order'",
+        ),
+        (
+            "inputs: [customers]",
+            "inputs: [orders]",
+            "curated.customers: kind current_state needs a cdc input, 'orders' is not one",
+        ),
+        (
+            "keys: [customer_id]\n    history",
+            "keys: [id]\n    history",
+            "curated.customers.keys: 'id' is not a column of 'customers'",
+        ),
+        (
+            "date_column: order_date\n    sql: >-",
+            "date_column: order_date\n    sqlx: >-",
+            "curated.daily_revenue",
+        ),
+        (
+            "keys: [order_date, country]",
+            "keys: [country]",
+            "curated.daily_revenue: date_column 'order_date' must be one of keys",
+        ),
     ],
     ids=[
         "schema-type",
@@ -290,6 +325,13 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "inline-ingest-job",
         "inline-without-ingest",
         "inline-beside-another",
+        "zorder-column",
+        "retention-under-an-hour",
+        "curated-input",
+        "current-state-needs-cdc",
+        "current-state-key",
+        "sql-needs-sql",
+        "date-column-not-a-key",
     ],
 )
 def test_what_a_job_would_fail_on_is_refused_when_the_config_loads(

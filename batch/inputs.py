@@ -1,0 +1,72 @@
+"""What one run of a consumer (a curated table) reads of each processed input: the version
+current when the run started, and the version its last run took in."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from streamlake.lake.spark_delta import changes_between, read_version
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, Row, SparkSession
+
+log = logging.getLogger(__name__)
+
+# Rows a change feed reports as the table's content after the change.
+NEW_ROWS = ("insert", "update_postimage")
+
+
+@dataclass(frozen=True)
+class InputWindow:
+    """``processed.<name>`` at ``path``, read as of ``version``; ``since`` is the version
+    the consumer's last run took in (None: it reads everything)."""
+
+    name: str
+    path: str
+    version: int
+    table_id: str
+    since: int | None = None
+
+    @property
+    def unchanged(self) -> bool:
+        return self.since is not None and self.since >= self.version
+
+    def from_start(self) -> InputWindow:
+        return replace(self, since=None)
+
+    def rows(self, spark: SparkSession) -> DataFrame:
+        """The whole input as of ``version``."""
+        return read_version(spark, self.path, self.version)
+
+    def changes(self, spark: SparkSession) -> DataFrame:
+        """The change feed of the commits after ``since`` up to ``version``."""
+        assert self.since is not None
+        return changes_between(spark, self.path, self.since, self.version)
+
+    def changed_values(self, spark: SparkSession, columns: list[str]) -> list[Row] | None:
+        """The distinct values of ``columns`` among the rows changed since ``since``; None
+        means everything may have changed (a first run, or the feed cannot say: it was off,
+        or its files were vacuumed), so the consumer recomputes from the whole input."""
+        if self.since is None:
+            return None
+        if self.unchanged:
+            return []
+        try:
+            return self.changes(spark).select(*columns).distinct().collect()
+        except Exception as exc:
+            self.warn_unreadable(exc)
+            return None
+
+    def warn_unreadable(self, exc: BaseException) -> None:
+        """Say why the change feed could not be read (the caller reads everything)."""
+        text = str(exc).strip()
+        log.warning(
+            "processed.%s: the changes after version %s cannot be read (%s); reading the "
+            "whole table instead (is delta.enableChangeDataFeed on, and the retention longer "
+            "than the time between runs?)",
+            self.name,
+            self.since,
+            text.splitlines()[0] if text else type(exc).__name__,
+        )
