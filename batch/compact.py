@@ -20,14 +20,11 @@ from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
 from connectors.s3 import location_files
 from streamlake.config.pipeline import Compaction, interval_seconds
+from streamlake.config.settings import Settings
 from streamlake.errors import RetentionError, UsageError
 from streamlake.lake.checkpoint import CheckpointFiles
-from streamlake.lake.spark_delta import (
-    commit_time,
-    retry_on_conflict,
-    table_exists,
-    table_size,
-)
+from streamlake.lake.delta_rs import table_size, vacuum_candidates
+from streamlake.lake.spark_delta import commit_time, retry_on_conflict, table_exists
 from streamlake.lake.tables import CURATED, META_TABLES
 
 if TYPE_CHECKING:
@@ -136,11 +133,11 @@ def check_retention(
                 )
 
 
-def compact_table(spark: SparkSession, target: CompactTarget) -> TableOutcome:
+def compact_table(spark: SparkSession, target: CompactTarget, settings: Settings) -> TableOutcome:
     from delta.tables import DeltaTable
 
     started = time.monotonic()
-    before = table_size(spark, target.path)
+    before = table_size(target.path, settings)
     zorder = target.compaction.zorder_by if target.layer == "processed" else []
 
     def optimize() -> tuple[int, int]:
@@ -155,11 +152,15 @@ def compact_table(spark: SparkSession, target: CompactTarget) -> TableOutcome:
     # commit that fails the streaming writers' next commit) unless told not to.
     spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     spark.conf.set("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", "false")
-    retry_on_conflict(
-        f"vacuum {target.label}",
-        lambda: DeltaTable.forPath(spark, target.path).vacuum(target.retention_hours),
-    )
-    after = table_size(spark, target.path)
+    # A dry run lists the folder in milliseconds; Delta's VACUUM takes seconds even when it
+    # has nothing to delete, so it runs only when there is something.
+    doomed = vacuum_candidates(target.path, settings, target.retention_hours)
+    if doomed:
+        retry_on_conflict(
+            f"vacuum {target.label}",
+            lambda: DeltaTable.forPath(spark, target.path).vacuum(target.retention_hours),
+        )
+    after = table_size(target.path, settings)
     how = f"z-order {', '.join(zorder)}: " if zorder else ""
     return TableOutcome(
         target.label,
@@ -171,7 +172,8 @@ def compact_table(spark: SparkSession, target: CompactTarget) -> TableOutcome:
         rows_changed=0,
         seconds=time.monotonic() - started,
         detail=(f"{how}{removed} files -> {added}; " if removed else "")
-        + f"vacuum {target.compaction.retention}",
+        + (f"vacuumed {doomed} files" if doomed else "nothing to vacuum")
+        + f" past {target.compaction.retention}",
     )
 
 
@@ -181,5 +183,5 @@ def run(run: BatchRun) -> BatchReport:
     check_retention(run.spark, targets, stream_readers(run))
     for target in targets:
         run.progress(f"compacting {target.label}")
-        report.tables.append(compact_table(run.spark, target))
+        report.tables.append(compact_table(run.spark, target, run.settings))
     return report

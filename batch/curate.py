@@ -19,9 +19,9 @@ from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
 from streamlake.config.pipeline import CuratedTable
 from streamlake.errors import UsageError
-from streamlake.lake.delta_rs import version_and_id
+from streamlake.lake.delta_rs import table_size, version_and_id
 from streamlake.lake.progress import InputVersion, read_input_versions, record_input_versions
-from streamlake.lake.spark_delta import MergeCounts, table_exists, table_size
+from streamlake.lake.spark_delta import MergeCounts, table_exists
 from streamlake.lake.tables import CURATED
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def curate_table(run: BatchRun, name: str, curated: CuratedTable) -> list[TableO
     paths = {t: lake.table_path(CURATED, t) for t in targets}
     if not all(table_exists(spark, p) for p in paths.values()):
         windows = [w.from_start() for w in windows]
-    before = {t: table_size(spark, p) for t, p in paths.items()}
+    before = {t: table_size(p, run.settings) for t, p in paths.items()}
     counts = write_curated(run, name, curated, windows)
     record_input_versions(
         spark,
@@ -84,7 +84,7 @@ def curate_table(run: BatchRun, name: str, curated: CuratedTable) -> list[TableO
     outcomes = []
     for target, path in paths.items():
         merged = counts.get(target) if counts is not None else None
-        after = table_size(spark, path) if merged is not None else before[target]
+        after = table_size(path, run.settings) if merged is not None else before[target]
         outcomes.append(
             TableOutcome(
                 f"{CURATED}.{target}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,39 @@ def version_and_id(path: str, settings: Settings) -> tuple[int, str] | None:
         return None
     table = open_delta_table(path, settings)
     return int(table.version()), str(table.metadata().id)
+
+
+@dataclass(frozen=True)
+class TableSize:
+    files: int
+    bytes: int
+
+
+def table_size(path: str, settings: Settings) -> TableSize:
+    """The active files and bytes of the table's current version (0 when there is none)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not delta_table_exists(path, settings):
+        return TableSize(0, 0)
+    actions = pa.table(open_delta_table(path, settings).get_add_actions(flatten=True))
+    total = pc.sum(actions.column("size_bytes")).as_py() if actions.num_rows else 0
+    return TableSize(actions.num_rows, int(total or 0))
+
+
+def vacuum_candidates(path: str, settings: Settings, retention_hours: float) -> int:
+    """How many files a full VACUUM with this retention would delete (a dry run: listing
+    the table's folder, no Spark job), rounding the retention down so as never to miss one."""
+    if not delta_table_exists(path, settings):
+        return 0
+    table = open_delta_table(path, settings)
+    found = table.vacuum(
+        retention_hours=int(retention_hours),
+        dry_run=True,
+        enforce_retention_duration=False,
+        full=True,
+    )
+    return len(found)
 
 
 def last_transaction_version(path: str, settings: Settings, app_id: str) -> int | None:

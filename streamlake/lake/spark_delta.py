@@ -192,22 +192,6 @@ def table_version(spark: SparkSession, path: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-@dataclass(frozen=True)
-class TableSize:
-    files: int
-    bytes: int
-
-
-def table_size(spark: SparkSession, path: str) -> TableSize:
-    """The active files and bytes of the table's current version (0 when there is none)."""
-    from delta.tables import DeltaTable
-
-    if not table_exists(spark, path):
-        return TableSize(0, 0)
-    row = DeltaTable.forPath(spark, path).detail().select("numFiles", "sizeInBytes").first()
-    return TableSize(int(row[0] or 0), int(row[1] or 0)) if row else TableSize(0, 0)
-
-
 def changes_between(spark: SparkSession, path: str, after: int, upto: int) -> DataFrame:
     """Rows the commits after version ``after`` up to ``upto`` inserted, updated or deleted
     (Delta's change data feed; ``_change_type`` says which). Raises when the feed was off

@@ -27,8 +27,8 @@ def test_killed_driver_and_restarted_services_lose_and_repeat_nothing(
     seed = random.SystemRandom().randrange(10**6)
     plan = ChaosPlan(
         seed=seed,
-        produce_s=90,
-        kills=3,
+        produce_s=60,
+        kills=2,
         kafka_restarts=1,
         aws_restarts=1,
         rates={"orders": 10.0, "clickstream": 10.0, "customers": 4.0},

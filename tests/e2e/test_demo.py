@@ -78,7 +78,9 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     expected = tables.sql(
         "select count(*), sum(amount) from orders where status <> 'cancelled'"
     ).fetchone()
-    assert tables.sql("select sum(orders), sum(revenue) from daily_revenue").fetchone() == expected
+    assert (
+        tables.execute("select sum(orders), sum(revenue) from daily_revenue").fetchone() == expected
+    )
     customers = DeltaTable(str(lake / "curated" / "customers")).to_pyarrow_table()
     assert 0 < customers.num_rows <= figures["customers"]["processed"]
     assert "streamlake query" not in result.stdout  # --json prints the figures only
