@@ -33,7 +33,6 @@ OPERATION = "_op"
 REMOVE = "remove"
 # DynamoDB sequence numbers have up to 40 digits; padded to one width they sort as numbers.
 SEQUENCE_WIDTH = 48
-HISTORY_COLUMNS = ("valid_from", "valid_to", "is_current")
 
 
 def sequence_order(column: str | Column) -> Column:

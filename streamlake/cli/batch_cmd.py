@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from batch.report import BatchReport
@@ -96,4 +97,5 @@ def print_report(console: Console, report: BatchReport) -> None:
         )
     console.print(table)
     if report.failed:
-        console.print(f"[red]{report.job} failed: {report.failed}[/]")
+        # One line however long: scripts and logs read the reason from it.
+        console.print(f"[red]{report.job} failed: {escape(report.failed)}[/]", soft_wrap=True)

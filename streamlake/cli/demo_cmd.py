@@ -34,7 +34,7 @@ DEMO_JOBS = {
 }
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
 # The nightly workflow's batch steps the demo runs after processing, in order.
-DEMO_BATCH_JOBS = ("compact", "curate", "catalog")
+DEMO_BATCH_JOBS = ("compact", "curate", "quality", "catalog")
 # What the demo shows of each curated table, through `streamlake query`.
 CURATED_VIEWS = {
     "daily_revenue": "select * from curated.daily_revenue order by revenue desc limit 5",
@@ -113,7 +113,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Start the local stack, produce to Kafka, Kinesis and DynamoDB, ingest and process,
-    then compact, curate and catalog, and show the curated tables."""
+    then compact, curate, check and catalog, and show the curated tables."""
     from batch.jobs import BatchRun, run_batch_job
     from streaming import ingest, process, runtime
     from streaming.listener import BatchLogListener

@@ -10,7 +10,15 @@ from pydantic import Field, field_validator, model_validator
 
 from streamlake.config.ddl import columns, expression_columns, parse_type
 from streamlake.config.settings import StrictModel
-from streamlake.lake.tables import LAYERS, RAW
+from streamlake.lake.tables import (
+    CURATED,
+    CURRENT_STATE_SYSTEM,
+    HISTORY_COLUMNS,
+    LAYERS,
+    PROCESSED_SYSTEM,
+    QUARANTINE,
+    RAW,
+)
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
@@ -269,7 +277,104 @@ class Table(StrictModel):
         return self
 
 
-JobKind = Literal["ingest", "process", "compact", "curate", "catalog", "export"]
+QualityKind = Literal["completeness", "uniqueness", "referential", "row_count", "freshness"]
+
+# The arguments each kind of quality rule needs, and those it may take besides.
+QUALITY_ARGUMENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "completeness": (("column", "min_ratio"), ()),
+    "uniqueness": (("columns",), ("min_ratio",)),
+    "referential": (("columns", "reference"), ("reference_columns", "min_ratio")),
+    "row_count": ((), ("min", "max")),
+    "freshness": (("max_age",), ("column",)),
+}
+
+
+class QualityRule(StrictModel):
+    """A dataset-level check of one table, as AWS Glue Data Quality's DQDL rules
+    (Completeness, Uniqueness, ReferentialIntegrity, RowCount, DataFreshness), run by the
+    quality job.
+
+    ``completeness``: the share of rows where ``column`` is not null is at least
+    ``min_ratio``. ``uniqueness``: no two rows share the key ``columns`` (rows with a null
+    key column are left out), or, with ``min_ratio``, distinct keys over rows is at least
+    that. ``referential``: every row's ``columns`` (rows with a null one left out) match
+    ``reference_columns`` (default: the same names) of a row of ``reference``
+    (``layer.table``), or at least ``min_ratio`` of them do. ``row_count``: rows between
+    ``min`` and ``max``. ``freshness``: the newest value of ``column`` is no older than
+    ``max_age``; without ``column``, the layer's arrival time (raw ``ingest_ts``, processed
+    ``_ingest_ts``, quarantine ``quarantined_at``) or, for curated tables, the time of the
+    newest commit that changed rows. A failing ``blocking`` rule fails the job (exit 1);
+    any other is reported and logged as a warning."""
+
+    name: Name
+    kind: QualityKind
+    column: str | None = None
+    columns: list[str] | None = Field(default=None, min_length=1)
+    min_ratio: float | None = Field(default=None, ge=0, le=1)
+    reference: str | None = None
+    reference_columns: list[str] | None = Field(default=None, min_length=1)
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+    max_age: str | None = Field(default=None, pattern=INTERVAL)
+    blocking: bool = True
+
+    @model_validator(mode="after")
+    def _arguments_match_kind(self) -> QualityRule:
+        needs, takes = QUALITY_ARGUMENTS[self.kind]
+        missing = [arg for arg in needs if getattr(self, arg) is None]
+        if missing:
+            raise ValueError(f"quality rule kind {self.kind!r} needs {', '.join(missing)}")
+        arguments = {a for needed, taken in QUALITY_ARGUMENTS.values() for a in needed + taken}
+        extra = sorted(a for a in arguments - {*needs, *takes} if getattr(self, a) is not None)
+        if extra:
+            allowed = ", ".join((*needs, *takes))
+            raise ValueError(
+                f"quality rule kind {self.kind!r} takes no {', '.join(extra)} (it takes {allowed})"
+            )
+        if self.kind == "row_count":
+            if self.min is None and self.max is None:
+                raise ValueError("quality rule kind 'row_count' needs min, max or both")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise ValueError(f"min {self.min} is more than max {self.max}")
+        if self.reference_columns is not None and len(self.reference_columns) != len(
+            self.columns or []
+        ):
+            raise ValueError("reference_columns needs as many columns as columns")
+        return self
+
+    @property
+    def min_share(self) -> float:
+        """The ratio a completeness, uniqueness or referential rule must reach."""
+        return 1.0 if self.min_ratio is None else self.min_ratio
+
+    @property
+    def key(self) -> list[str]:
+        """The columns a uniqueness or referential rule reads in the checked table."""
+        return self.columns or []
+
+    @property
+    def reference_key(self) -> list[str]:
+        """The columns a referential rule matches in its reference table."""
+        return self.reference_columns or self.key
+
+    @property
+    def max_age_seconds(self) -> float | None:
+        return None if self.max_age is None else interval_seconds(self.max_age)
+
+    def named_columns(self) -> list[str]:
+        """The columns of the checked table the rule names."""
+        return [*([self.column] if self.column else []), *self.key]
+
+
+def split_table_name(qualified: str) -> tuple[str, str]:
+    """``processed.orders`` -> (``processed``, ``orders``); ValueError if it has no layer."""
+    layer, dot, name = qualified.partition(".")
+    if not dot or not layer or not name:
+        raise ValueError(f"{qualified!r} is not a layer.table name (e.g. processed.orders)")
+    return layer, name
+
+
+JobKind = Literal["ingest", "process", "compact", "curate", "quality", "catalog", "export"]
 
 
 class CuratedTable(StrictModel):
@@ -387,6 +492,8 @@ class Pipeline(StrictModel):
     sns_topics: list[SnsTopic] = Field(default_factory=list)
     firehose: list[FirehoseStream] = Field(default_factory=list)
     catalog: Catalog = Field(default_factory=Catalog)
+    # Dataset-level checks the quality job runs, by table (``layer.table``).
+    quality: dict[str, list[QualityRule]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Pipeline:
@@ -436,6 +543,76 @@ class Pipeline(StrictModel):
                 )
             seen[database] = layer
         return self
+
+    @model_validator(mode="after")
+    def _quality_rules_resolve(self) -> Pipeline:
+        for qualified, rules in self.quality.items():
+            try:
+                known = self.known_columns(qualified)
+            except ValueError as exc:
+                raise ValueError(f"quality.{qualified}: {exc}") from None
+            seen: set[str] = set()
+            for index, rule in enumerate(rules):
+                where = f"quality.{qualified}[{index}] ({rule.name})"
+                if rule.name in seen:
+                    raise ValueError(f"{where}: a rule of {qualified} has this name already")
+                seen.add(rule.name)
+                self._check_quality_rule(where, qualified, rule, known)
+        return self
+
+    def _check_quality_rule(
+        self, where: str, qualified: str, rule: QualityRule, known: frozenset[str] | None
+    ) -> None:
+        for column in rule.named_columns():
+            if known is not None and column.lower() not in known:
+                raise ValueError(f"{where}: {column!r} is not a column of {qualified}")
+        if rule.reference is None:
+            return
+        try:
+            referenced = self.known_columns(rule.reference)
+        except ValueError as exc:
+            raise ValueError(f"{where}: reference: {exc}") from None
+        for column in rule.reference_key:
+            if referenced is not None and column.lower() not in referenced:
+                raise ValueError(f"{where}: {column!r} is not a column of {rule.reference}")
+
+    def known_columns(self, qualified: str) -> frozenset[str] | None:
+        """The columns (lower case) of the lake table ``layer.table`` as the pipeline
+        declares it; None for a curated SQL table, whose columns its SQL decides. ValueError
+        when the pipeline declares no such table."""
+        layer, name = split_table_name(qualified)
+        if layer not in LAYERS:
+            raise ValueError(f"{layer!r} is not a layer (layers: {', '.join(LAYERS)})")
+        if layer == CURATED:
+            return self._curated_columns(name)
+        table = self.tables.get(name)
+        if table is None:
+            raise ValueError(f"no table named {name!r} (tables: {', '.join(sorted(self.tables))})")
+        contract = {"raw": RAW.names, "quarantine": QUARANTINE.names}.get(layer)
+        if contract is not None:
+            return frozenset(contract)
+        declared = {column.lower() for column, _type in columns(table.schema_ddl)}
+        return frozenset(declared | set(PROCESSED_SYSTEM))
+
+    def _curated_columns(self, name: str) -> frozenset[str] | None:
+        curated = self.curated.get(name)
+        if curated is None and name.endswith("_history"):
+            # A current-state table's SCD type 2 companion, when it keeps history.
+            owner = self.curated.get(name.removesuffix("_history"))
+            curated = owner if owner is not None and owner.history else None
+        if curated is None:
+            names = sorted(self.curated) + sorted(
+                f"{n}_history" for n, c in self.curated.items() if c.history
+            )
+            raise ValueError(
+                f"no curated table named {name!r} (curated: {', '.join(names) or 'none'})"
+            )
+        if curated.kind != "current_state":
+            return None
+        source = self.tables[curated.inputs[0]]
+        declared = {column.lower() for column, _type in columns(source.schema_ddl)}
+        extra = CURRENT_STATE_SYSTEM + (HISTORY_COLUMNS if name not in self.curated else ())
+        return frozenset(declared | set(extra))
 
     def glue_database(self, layer: str) -> str:
         """The Glue database of ``layer``'s tables."""

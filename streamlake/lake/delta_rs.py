@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,4 +118,41 @@ def newest_tagged_commit(path: str, settings: Settings, txn_prefix: str) -> dict
             continue  # untagged, or another writer's free text
         if isinstance(tagged, dict) and str(tagged.get("txn", "")).startswith(txn_prefix):
             return tagged
+    return None
+
+
+# Commits that rewrite files or change the table's definition but not its rows: compaction
+# (OPTIMIZE, Z-order), VACUUM, properties, constraints, protocol and column changes.
+MAINTENANCE_OPERATIONS = frozenset(
+    {
+        "OPTIMIZE",
+        "VACUUM START",
+        "VACUUM END",
+        "SET TBLPROPERTIES",
+        "UNSET TBLPROPERTIES",
+        "ADD CONSTRAINT",
+        "DROP CONSTRAINT",
+        "ADD COLUMNS",
+        "CHANGE COLUMN",
+        "REPLACE COLUMNS",
+        "UPGRADE PROTOCOL",
+        "FSCK",
+        "REORG",
+    }
+)
+
+
+def last_data_change(path: str, settings: Settings, upto: int) -> tuple[int, datetime] | None:
+    """The version and commit time of the newest commit at or before version ``upto`` that
+    changed the table's rows (not a compaction, VACUUM or definition change); None if the
+    table's last HISTORY_DEPTH commits hold none (or there is no table)."""
+    if not delta_table_exists(path, settings):
+        return None
+    # A table opened now: delta-rs (1.6) lists an older snapshot's history from the log's
+    # newest commit but numbers it from the snapshot's version, so the numbers would be off.
+    for commit in open_delta_table(path, settings).history(HISTORY_DEPTH):
+        version = int(commit["version"])
+        if version > upto or commit.get("operation") in MAINTENANCE_OPERATIONS:
+            continue
+        return version, datetime.fromtimestamp(int(commit["timestamp"]) / 1000, UTC)
     return None

@@ -28,10 +28,17 @@ from streamlake.lake.tables import CURATED, LAYERS, META_TABLES, STREAMING_LAYER
 
 if TYPE_CHECKING:
     import duckdb
+    from deltalake import DeltaTable
 
 log = logging.getLogger(__name__)
 
 META = "_meta"
+# Who writes a `_meta` table first, for the error a query of one not written yet gives.
+META_WRITERS = {
+    "input_versions": "the curate job",
+    "cdc_tombstones": "the curate job",
+    "quality_results": "the quality job",
+}
 
 
 @dataclass(frozen=True)
@@ -136,11 +143,11 @@ def declared_tables(pipeline: Pipeline, settings: Settings) -> list[LakeTable]:
         for name in pipeline.tables
         for layer in STREAMING_LAYERS
     ]
-    # Curated tables join the pipeline model in another change; until then none is declared.
-    declared += [
-        LakeTable(CURATED, str(name), lake.table_path(CURATED, str(name)))
-        for name in getattr(pipeline, "curated", None) or {}
+    curated = [
+        *pipeline.curated,
+        *(f"{name}_history" for name, table in pipeline.curated.items() if table.history),
     ]
+    declared += [LakeTable(CURATED, name, lake.table_path(CURATED, name)) for name in curated]
     declared += [LakeTable(META, name, lake.meta_path(name)) for name in META_TABLES]
     return declared
 
@@ -231,27 +238,36 @@ def mentioned(table: LakeTable, text: str) -> bool:
 
 def expose(
     connection: duckdb.DuckDBPyConnection, table: LakeTable, pipeline: Pipeline, settings: Settings
-) -> None:
-    """Show ``table`` to DuckDB as the view ``<layer>.<table>`` over a lazy Arrow dataset."""
+) -> DeltaTable:
+    """Show ``table`` to DuckDB as the view ``<layer>.<table>`` over a lazy Arrow dataset
+    of its current version; returns the table as opened, whose ``version()`` is the
+    version the view reads however the table changes meanwhile."""
     if not delta_table_exists(table.path, settings):
         raise UsageError(no_data_yet(table, pipeline))
-    dataset = open_dataset(table, settings)
+    snapshot, dataset = open_dataset(table, settings)
     registered = registered_name(table)
     connection.register(registered, dataset)
-    schema, view = quoted(table.layer), quoted(table.name)
-    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    connection.execute(f"CREATE VIEW {schema}.{view} AS SELECT * FROM {quoted(registered)}")
+    connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted(table.layer)}")
+    connection.execute(f"CREATE VIEW {view_name(table)} AS SELECT * FROM {quoted(registered)}")
+    return snapshot
+
+
+def view_name(table: LakeTable) -> str:
+    """The quoted name ``expose`` shows ``table`` under."""
+    return f"{quoted(table.layer)}.{quoted(table.name)}"
 
 
 def registered_name(table: LakeTable) -> str:
     return f"__lake_{table.layer}_{table.name}"
 
 
-def open_dataset(table: LakeTable, settings: Settings) -> Any:
+def open_dataset(table: LakeTable, settings: Settings) -> tuple[DeltaTable, Any]:
+    """The table's current version and a lazy Arrow dataset of exactly that version."""
     from deltalake.exceptions import DeltaError
 
     try:
-        return open_delta_table(table.path, settings).to_pyarrow_dataset()
+        snapshot = open_delta_table(table.path, settings)
+        return snapshot, snapshot.to_pyarrow_dataset()
     except DeltaError as exc:
         # A table feature delta-rs cannot read yet (deletion vectors, say), or a broken log.
         raise StreamlakeError(
@@ -263,7 +279,7 @@ def no_data_yet(table: LakeTable, pipeline: Pipeline) -> str:
     """What to run so that a declared table gets its first commit."""
     start = f"{table.qualified} has no data yet"
     if table.layer == META:
-        return f"{start}: run a process job"
+        return f"{start}: run {META_WRITERS.get(table.name, 'a process job')}"
     if table.layer == CURATED:
         return f"{start}: run the curate job"
     if table.layer == "raw":

@@ -82,6 +82,12 @@ PROCESSED_SYSTEM = (
     PROCESSED_PARTITION,
 )
 
+# What a curated current-state table holds besides its input's declared columns, and what
+# its ``<name>_history`` table adds to that (each version's validity), as
+# batch/curated_state.py writes them.
+CURRENT_STATE_SYSTEM = ("_sequence_number",)
+HISTORY_COLUMNS = ("valid_from", "valid_to", "is_current")
+
 BATCH_METRICS = Contract(
     (
         ("job", "STRING"),
@@ -127,11 +133,44 @@ CDC_TOMBSTONES = Contract(
     partition_by=("table",),
 )
 
+# One row per quality rule per run of a quality job (append-only). ``status`` is passed,
+# failed or skipped (the table, or the rule's reference, not written yet); ``passed`` is
+# null when skipped. ``value`` is what was measured, in ``measure``: ``ratio`` (0..1, for
+# completeness, uniqueness and referential rules, against ``threshold_min``), ``rows``
+# (row count, between ``threshold_min`` and ``threshold_max``) or ``age_seconds``
+# (freshness, at most ``threshold_max``). ``failing_rows``: rows missing the value, rows
+# repeating a key, orphan rows, or rows short of (beyond) the row count bounds.
+# ``table_version`` and ``reference_version`` are the Delta versions the rule read.
+QUALITY_RESULTS = Contract(
+    (
+        ("run_id", "STRING"),
+        ("job", "STRING"),
+        ("table_name", "STRING"),
+        ("rule", "STRING"),
+        ("kind", "STRING"),
+        ("blocking", "BOOLEAN"),
+        ("status", "STRING"),
+        ("passed", "BOOLEAN"),
+        ("measure", "STRING"),
+        ("value", "DOUBLE"),
+        ("threshold_min", "DOUBLE"),
+        ("threshold_max", "DOUBLE"),
+        ("failing_rows", "BIGINT"),
+        ("rows_checked", "BIGINT"),
+        ("table_version", "BIGINT"),
+        ("reference", "STRING"),
+        ("reference_version", "BIGINT"),
+        ("detail", "STRING"),
+        ("checked_at", "TIMESTAMP"),
+    )
+)
+
 # The pipeline's own Delta tables under _meta, by name.
 META_TABLES = {
     "batch_metrics": BATCH_METRICS,
     "input_versions": INPUT_VERSIONS,
     "cdc_tombstones": CDC_TOMBSTONES,
+    "quality_results": QUALITY_RESULTS,
 }
 
 

@@ -69,6 +69,7 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     assert [(b["job"], b["failed"]) for b in output["batch"]] == [
         ("compact", None),
         ("curate", None),
+        ("quality", None),
         ("catalog", None),
     ]
     lake = tmp_path / "lake"

@@ -310,6 +310,84 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "keys: [country]",
             "curated.daily_revenue: date_column 'order_date' must be one of keys",
         ),
+        (
+            "  processed.orders:\n    - {name: orders_present",
+            "  gold.orders:\n    - {name: orders_present",
+            "quality.gold.orders: 'gold' is not a layer (layers: raw, processed, quarantine, "
+            "curated)",
+        ),
+        (
+            "  processed.orders:\n    - {name: orders_present",
+            "  orders:\n    - {name: orders_present",
+            "quality.orders: 'orders' is not a layer.table name (e.g. processed.orders)",
+        ),
+        (
+            "  processed.orders:\n    - {name: orders_present",
+            "  processed.order:\n    - {name: orders_present",
+            "quality.processed.order: no table named 'order'",
+        ),
+        (
+            "  curated.customers:\n    - {name: customers_unique",
+            "  curated.customer:\n    - {name: customers_unique",
+            "quality.curated.customer: no curated table named 'customer' (curated: customers, "
+            "daily_revenue, funnel, customers_history)",
+        ),
+        (
+            "column: customer_id, min_ratio: 0.99}",
+            "column: custmer_id, min_ratio: 0.99}",
+            "quality.processed.orders[1] (orders_customer_complete): 'custmer_id' is not a "
+            "column of processed.orders",
+        ),
+        (
+            "columns: [customer_id]}\n    - {name: customers_email_complete",
+            "columns: [valid_from]}\n    - {name: customers_email_complete",
+            "quality.curated.customers[0] (customers_unique): 'valid_from' is not a column of "
+            "curated.customers",
+        ),
+        (
+            "column: customer_id, min_ratio: 0.99}",
+            "column: customer_id}",
+            "quality.processed.orders[1]: quality rule kind 'completeness' needs min_ratio",
+        ),
+        (
+            "{name: orders_present, kind: row_count, min: 1}",
+            "{name: orders_present, kind: row_count, min: 1, max_age: 1 day}",
+            "quality.processed.orders[0]: quality rule kind 'row_count' takes no max_age (it "
+            "takes min, max)",
+        ),
+        (
+            "{name: orders_present, kind: row_count, min: 1}",
+            "{name: orders_present, kind: row_count, min: 10, max: 1}",
+            "quality.processed.orders[0]: min 10 is more than max 1",
+        ),
+        (
+            "{name: orders_fresh, kind: freshness, max_age: 1 day}",
+            "{name: orders_fresh, kind: freshness, max_age: 1 hr}",
+            "quality.processed.orders[3].max_age: String should match pattern",
+        ),
+        (
+            "{name: orders_fresh, kind: freshness, max_age: 1 day}",
+            "{name: orders_present, kind: freshness, max_age: 1 day}",
+            "quality.processed.orders[3] (orders_present): a rule of processed.orders has this "
+            "name already",
+        ),
+        (
+            "reference: curated.customers, min_ratio",
+            "reference: curated.customer, min_ratio",
+            "quality.processed.orders[4] (orders_customer_known): reference: no curated table "
+            "named 'customer'",
+        ),
+        (
+            "reference: curated.customers, min_ratio",
+            "reference: curated.customers, reference_columns: [id], min_ratio",
+            "quality.processed.orders[4] (orders_customer_known): 'id' is not a column of "
+            "curated.customers",
+        ),
+        (
+            "  quality: {kind: quality}\n",
+            "  quality: {kind: qualty}\n",
+            "jobs.quality.kind: Input should be",
+        ),
     ],
     ids=[
         "schema-type",
@@ -332,6 +410,20 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "current-state-key",
         "sql-needs-sql",
         "date-column-not-a-key",
+        "quality-layer",
+        "quality-not-layer-dot-table",
+        "quality-table",
+        "quality-curated-table",
+        "quality-processed-column",
+        "quality-current-state-column",
+        "quality-argument-missing",
+        "quality-argument-of-another-kind",
+        "quality-row-count-bounds",
+        "quality-max-age",
+        "quality-rule-name-twice",
+        "quality-reference-table",
+        "quality-reference-column",
+        "quality-job-kind",
     ],
 )
 def test_what_a_job_would_fail_on_is_refused_when_the_config_loads(
@@ -375,3 +467,53 @@ def test_an_inline_process_job_is_run_by_its_ingest_job(config_dir: Path) -> Non
     assert result.returncode == 2
     assert "process-orders runs inside ingest-orders (mode: inline)" in result.stderr
     assert "run ingest-orders" in result.stderr
+
+
+def test_quality_rules_load_per_table_and_run_after_curate() -> None:
+    pipeline = load_config("local", CONFIGS, environ={}).pipeline
+    assert pipeline.jobs["quality"].kind == "quality"
+    steps = pipeline.workflows["nightly"].steps
+    assert steps.index("quality") == steps.index("curate") + 1
+    kinds = {rule.kind for rules in pipeline.quality.values() for rule in rules}
+    assert kinds == {"completeness", "uniqueness", "referential", "row_count", "freshness"}
+    known = pipeline.quality["processed.orders"][4]
+    assert (known.reference, known.reference_key, known.blocking) == (
+        "curated.customers",
+        ["customer_id"],
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "rule"),
+    [
+        # A current-state table's history companion, with its validity columns.
+        (
+            "curated.customers_history",
+            {"kind": "uniqueness", "columns": ["customer_id", "valid_from"]},
+        ),
+        # Processed system columns, and raw's contract.
+        ("processed.orders", {"kind": "freshness", "column": "_ingest_ts", "max_age": "2 hours"}),
+        ("raw.orders", {"kind": "completeness", "column": "key", "min_ratio": 0.5}),
+        # A curated SQL table's columns are checked when the job reads the table.
+        ("curated.daily_revenue", {"kind": "completeness", "column": "anything", "min_ratio": 1}),
+        (
+            "processed.clickstream",
+            {
+                "kind": "referential",
+                "columns": ["customer_id"],
+                "reference": "curated.customers_history",
+                "min_ratio": 0.5,
+            },
+        ),
+    ],
+    ids=["history-table", "processed-system-column", "raw-contract", "curated-sql", "reference"],
+)
+def test_quality_rules_name_declared_tables_and_their_columns(
+    table: str, rule: dict[str, object]
+) -> None:
+    pipeline = load_config("local", CONFIGS, environ={}).pipeline
+    data = pipeline.model_dump(mode="json", exclude_none=True)
+    data["quality"] = {table: [{"name": "r", **rule}]}
+    checked = type(pipeline).model_validate(data)
+    assert checked.quality[table][0].blocking is True
