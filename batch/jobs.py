@@ -55,9 +55,14 @@ Runner = Callable[[BatchRun], BatchReport]
 def runners() -> dict[str, Runner]:
     """Job kind -> the function that runs it (imported here, so a kind's dependencies load
     only when it runs)."""
-    from batch import catalog, compact, curate
+    from batch import catalog, compact, crawl, curate
 
-    return {"compact": compact.run, "curate": curate.run, "catalog": catalog.run}
+    return {
+        "compact": compact.run,
+        "curate": curate.run,
+        "catalog": catalog.run,
+        "crawl": crawl.run,
+    }
 
 
 def run_batch_job(run: BatchRun) -> BatchReport:
