@@ -28,10 +28,18 @@ from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
 from connectors.aws import aws_endpoint
 from connectors.glue_catalog import (
+    HIVE_DEFAULT_PARTITION,
+    PARQUET_INPUT,
+    PARQUET_OUTPUT,
+    PARQUET_SERDE,
+    SYMLINK_INPUT,
+    TEXT_OUTPUT,
     PartitionChanges,
     PartitionValues,
-    database_exists,
-    ensure_database,
+    glue_location,
+    hive_type,
+    prepare_database,
+    spark_type_name,
     sync_partitions,
     sync_table,
 )
@@ -50,33 +58,9 @@ MANIFEST_SUFFIX = "_manifest"
 VERSION_PARAMETER = "streamlake.delta_version"
 IGNORED = (VERSION_PARAMETER,)
 
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-SYMLINK_INPUT = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
-SYMLINK_OUTPUT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
-
-# How Hive and Spark write a null (or empty) partition value in a path and in Glue.
-HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # Characters Spark escapes as %XX in partition paths (ExternalCatalogUtils.escapePathName),
 # so the manifest's partition folders are found where Delta wrote them.
 PATH_ESCAPED = frozenset([chr(c) for c in range(0x01, 0x20)] + list("\"#%'*/:=?\\\x7f{[]^"))
-
-# Delta's primitive types as Hive/Glue type strings; decimal(p,s) is kept as it is.
-HIVE_TYPES = {
-    "string": "string",
-    "long": "bigint",
-    "integer": "int",
-    "short": "smallint",
-    "byte": "tinyint",
-    "float": "float",
-    "double": "double",
-    "boolean": "boolean",
-    "binary": "binary",
-    "date": "date",
-    "timestamp": "timestamp",
-    "timestamp_ntz": "timestamp",
-}
 
 
 @dataclass(frozen=True)
@@ -171,15 +155,13 @@ def prepare_databases(glue: Any, pipeline: Pipeline, layers: set[str]) -> None:
     """Create the databases of ``layers`` that are missing, or, with
     ``catalog.create_databases`` false, stop before any write if one is missing."""
     for layer in sorted(layers, key=LAYERS.index):
-        database = pipeline.glue_database(layer)
-        if pipeline.catalog.create_databases:
-            ensure_database(glue, database, f"streamlake {pipeline.name} {layer}")
-        elif not database_exists(glue, database):
-            raise CatalogError(
-                f"database for the {layer} layer does not exist",
-                "catalog.create_databases is false: create it (infra/) or set it true",
-                database=database,
-            )
+        prepare_database(
+            glue,
+            pipeline.glue_database(layer),
+            create=pipeline.catalog.create_databases,
+            description=f"streamlake {pipeline.name} {layer}",
+            holds=f"the {layer} layer",
+        )
 
 
 def register(run: BatchRun, glue: Any, table: LakeTable) -> TableOutcome:
@@ -273,37 +255,10 @@ def glue_columns(fields: list[dict[str, Any]]) -> tuple[list[dict[str, str]], tu
     for field in fields:
         hive = hive_type(field["type"])
         if hive is None:
-            unregistered.append(f"{field['name']} ({delta_type_name(field['type'])})")
+            unregistered.append(f"{field['name']} ({spark_type_name(field['type'])})")
         else:
             columns.append({"Name": field["name"].lower(), "Type": hive})
     return columns, tuple(unregistered)
-
-
-def hive_type(delta_type: Any) -> str | None:
-    """A Delta type (its JSON in the log) as a Hive type string; None for a type no Glue
-    reader reads: Spark's VARIANT, whose binary encoding Athena and Spectrum do not decode
-    (registering it as string would fail at read time)."""
-    if isinstance(delta_type, str):
-        if delta_type.startswith("decimal"):
-            return delta_type.replace(" ", "")
-        return HIVE_TYPES.get(delta_type)
-    kind = delta_type["type"]
-    if kind == "array":
-        element = hive_type(delta_type["elementType"])
-        return None if element is None else f"array<{element}>"
-    if kind == "map":
-        key, value = hive_type(delta_type["keyType"]), hive_type(delta_type["valueType"])
-        return None if key is None or value is None else f"map<{key},{value}>"
-    if kind == "struct":
-        members = [(f["name"], hive_type(f["type"])) for f in delta_type["fields"]]
-        if any(t is None for _, t in members):
-            return None
-        return "struct<" + ",".join(f"{n}:{t}" for n, t in members) + ">"
-    return None
-
-
-def delta_type_name(delta_type: Any) -> str:
-    return delta_type if isinstance(delta_type, str) else str(delta_type.get("type", "?"))
 
 
 def hive_value(value: str | None) -> str:
@@ -312,17 +267,6 @@ def hive_value(value: str | None) -> str:
 
 def escape_path_name(text: str) -> str:
     return "".join(f"%{ord(c):02X}" if c in PATH_ESCAPED else c for c in text)
-
-
-def glue_location(path: str) -> str:
-    """Where Glue readers find the table: s3:// for a lake on S3 (Athena and Spectrum know
-    no s3a://), an absolute path for a local one (a relative path means nothing to a
-    catalog)."""
-    if path.startswith("s3a://"):
-        return "s3://" + path.removeprefix("s3a://")
-    if "://" in path:
-        return path
-    return str(Path(path).resolve())
 
 
 def delta_table_input(name: str, location: str, snapshot: DeltaSnapshot) -> dict[str, Any]:
@@ -369,7 +313,7 @@ def manifest_storage(location: str, snapshot: DeltaSnapshot) -> dict[str, Any]:
         "Columns": snapshot.columns,
         "Location": location,
         "InputFormat": SYMLINK_INPUT,
-        "OutputFormat": SYMLINK_OUTPUT,
+        "OutputFormat": TEXT_OUTPUT,
         "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE},
     }
 

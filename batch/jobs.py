@@ -55,13 +55,14 @@ Runner = Callable[[BatchRun], BatchReport]
 def runners() -> dict[str, Runner]:
     """Job kind -> the function that runs it (imported here, so a kind's dependencies load
     only when it runs)."""
-    from batch import catalog, compact, curate, quality
+    from batch import catalog, compact, crawl, curate, quality
 
     return {
         "compact": compact.run,
         "curate": curate.run,
         "quality": quality.run,
         "catalog": catalog.run,
+        "crawl": crawl.run,
     }
 
 

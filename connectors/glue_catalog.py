@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from streamlake.errors import CatalogError
@@ -23,6 +24,78 @@ UPDATE_CHUNK = 100
 DELETE_CHUNK = 25
 
 PartitionValues = tuple[str, ...]
+
+# How Hive and Spark write a null (or empty) partition value in a path and in Glue.
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+# The storage formats and SerDes Glue tables are registered with, as Glue's crawlers write
+# them for each classification.
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+SYMLINK_INPUT = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
+TEXT_INPUT = "org.apache.hadoop.mapred.TextInputFormat"
+TEXT_OUTPUT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
+CSV_SERDE = "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+AVRO_SERDE = "org.apache.hadoop.hive.serde2.avro.AvroSerDe"
+AVRO_INPUT = "org.apache.hadoop.hive.ql.io.avro.AvroContainerInputFormat"
+AVRO_OUTPUT = "org.apache.hadoop.hive.ql.io.avro.AvroContainerOutputFormat"
+
+# Spark's (and Delta's) primitive types as Hive/Glue type strings; decimal(p,s) is kept as
+# it is.
+HIVE_TYPES = {
+    "string": "string",
+    "long": "bigint",
+    "integer": "int",
+    "short": "smallint",
+    "byte": "tinyint",
+    "float": "float",
+    "double": "double",
+    "boolean": "boolean",
+    "binary": "binary",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamp_ntz": "timestamp",
+}
+
+
+def hive_type(spark_type: Any) -> str | None:
+    """A Spark type in its JSON form (as a Delta log holds it) as a Hive type string; None
+    for a type no Glue reader reads: Spark's VARIANT, whose binary encoding Athena and
+    Spectrum do not decode (registering it as string would fail at read time)."""
+    if isinstance(spark_type, str):
+        if spark_type.startswith("decimal"):
+            return spark_type.replace(" ", "")
+        return HIVE_TYPES.get(spark_type)
+    kind = spark_type["type"]
+    if kind == "array":
+        element = hive_type(spark_type["elementType"])
+        return None if element is None else f"array<{element}>"
+    if kind == "map":
+        key, value = hive_type(spark_type["keyType"]), hive_type(spark_type["valueType"])
+        return None if key is None or value is None else f"map<{key},{value}>"
+    if kind == "struct":
+        members = [(f["name"], hive_type(f["type"])) for f in spark_type["fields"]]
+        if any(t is None for _, t in members):
+            return None
+        return "struct<" + ",".join(f"{n}:{t}" for n, t in members) + ">"
+    return None
+
+
+def spark_type_name(spark_type: Any) -> str:
+    return spark_type if isinstance(spark_type, str) else str(spark_type.get("type", "?"))
+
+
+def glue_location(path: str) -> str:
+    """Where Glue readers find a table or folder: s3:// for one on S3 (Athena and Spectrum
+    know no s3a://), an absolute path for a local one (a relative path means nothing to a
+    catalog)."""
+    if path.startswith("s3a://"):
+        return "s3://" + path.removeprefix("s3a://")
+    if "://" in path:
+        return path
+    return str(Path(path).resolve())
 
 
 def database_exists(glue: Any, name: str) -> bool:
@@ -45,6 +118,19 @@ def ensure_database(glue: Any, name: str, description: str = "") -> bool:
             return False
     log.info("created glue database %s", name)
     return True
+
+
+def prepare_database(glue: Any, name: str, *, create: bool, description: str, holds: str) -> None:
+    """Create the database if it is missing and ``create`` allows; otherwise stop before any
+    write when it is missing. ``holds`` says what it is for, in the error."""
+    if create:
+        ensure_database(glue, name, description)
+    elif not database_exists(glue, name):
+        raise CatalogError(
+            f"database for {holds} does not exist",
+            "catalog.create_databases is false: create it (infra/) or set it true",
+            database=name,
+        )
 
 
 @contextmanager

@@ -96,6 +96,20 @@ class CatalogError(StreamlakeError):
 
 
 @dataclass
+class CrawlError(StreamlakeError):
+    """A crawler could not infer its table from its files: a file that does not read as its
+    format, or folders that disagree on the partition keys. Names the crawler and the path.
+    The crawl of that table fails (exit 1); the other crawlers still run."""
+
+    crawler: str = ""
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"crawler {self.crawler}: {where}{super().__str__()}"
+
+
+@dataclass
 class DataLossError(StreamlakeError):
     """Source data the job had not read yet is gone (retention, trimming, deleted partition).
 

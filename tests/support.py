@@ -26,6 +26,36 @@ from streamlake.paths import checkout_root
 T = TypeVar("T")
 
 
+# Glue API calls that write, by their boto3 method names.
+GLUE_WRITE_PREFIXES = (
+    "create_",
+    "update_",
+    "delete_",
+    "batch_create",
+    "batch_update",
+    "batch_delete",
+)
+
+
+class CountingGlue:
+    """A real Glue client, counting the write calls made through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.client, name)
+        if not name.startswith(GLUE_WRITE_PREFIXES):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.writes.append(name)
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
 def one_source_pipeline(source: dict[str, Any], trigger: str = "1 second") -> Pipeline:
     """A pipeline with a single source ``events``, its table and ``ingest-events``."""
     return Pipeline.model_validate(

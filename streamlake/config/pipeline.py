@@ -18,6 +18,7 @@ from streamlake.lake.tables import (
     PROCESSED_SYSTEM,
     QUARANTINE,
     RAW,
+    STREAMING_LAYERS,
 )
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
@@ -374,7 +375,7 @@ def split_table_name(qualified: str) -> tuple[str, str]:
     return layer, name
 
 
-JobKind = Literal["ingest", "process", "compact", "curate", "quality", "catalog", "export"]
+JobKind = Literal["ingest", "process", "compact", "curate", "quality", "catalog", "crawl", "export"]
 
 
 class CuratedTable(StrictModel):
@@ -479,6 +480,45 @@ class Catalog(StrictModel):
         return value
 
 
+# A crawler's files on S3: a bucket, and a prefix or none.
+S3_FOLDER = re.compile(r"^s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+
+
+class Crawler(StrictModel):
+    """A folder of data files without a Delta log (S3 landing files, exports) that
+    `batch run crawl` registers in the Glue Data Catalog, with the schema and ``key=value``
+    partitions it infers from the files, as an AWS Glue crawler does.
+
+    ``format`` ``auto`` tells the format by each file's extension (.json/.jsonl/.ndjson,
+    .csv, .parquet, .avro). ``database`` defaults to ``<pipeline>_landing`` and ``table`` to
+    the crawler's name, both as Glue spells names. ``delimiter`` is the CSV field separator.
+    ``sample_files``: how many files of each partition (the newest) are read for the
+    schema; Glue's crawler takes 1 to 249."""
+
+    path: str = Field(min_length=1)
+    format: Literal["auto", "json", "csv", "parquet", "avro"] = "auto"
+    database: GlueName | None = None
+    table: GlueName | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    sample_files: int = Field(default=10, ge=1, le=249)
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_a_folder(cls, value: str) -> str:
+        if "://" in value and not S3_FOLDER.match(value):
+            raise ValueError(
+                f"{value!r}: a crawler reads a local folder or s3://bucket/prefix (s3a:// too)"
+            )
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter_separates(cls, value: str) -> str:
+        if value in ('"', "\\", "\n", "\r"):
+            raise ValueError(f"{value!r} cannot separate CSV fields")
+        return value
+
+
 class Pipeline(StrictModel):
     name: Name
     # Names become folders (<lake_root>/<layer>/<table>, <checkpoint_root>/<job>): Name
@@ -494,6 +534,7 @@ class Pipeline(StrictModel):
     catalog: Catalog = Field(default_factory=Catalog)
     # Dataset-level checks the quality job runs, by table (``layer.table``).
     quality: dict[str, list[QualityRule]] = Field(default_factory=dict)
+    crawlers: dict[Name, Crawler] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Pipeline:
@@ -613,6 +654,44 @@ class Pipeline(StrictModel):
         declared = {column.lower() for column, _type in columns(source.schema_ddl)}
         extra = CURRENT_STATE_SYSTEM + (HISTORY_COLUMNS if name not in self.curated else ())
         return frozenset(declared | set(extra))
+
+    @model_validator(mode="after")
+    def _crawlers_have_tables_of_their_own(self) -> Pipeline:
+        crawl_jobs = [n for n, j in self.jobs.items() if j.kind == "crawl"]
+        if crawl_jobs and not self.crawlers:
+            raise ValueError(f"jobs.{crawl_jobs[0]}: a crawl job needs crawlers to run")
+        # The catalog job's Glue tables, which a crawled table must not overwrite.
+        layer_tables = [(layer, list(self.tables)) for layer in STREAMING_LAYERS]
+        layer_tables.append((CURATED, list(self.curated)))
+        lake_tables = {
+            (self.glue_database(layer), glue_name(table) + suffix)
+            for layer, tables in layer_tables
+            for table in tables
+            for suffix in ("", "_manifest")
+        }
+        seen: dict[tuple[str, str], str] = {}
+        for name in self.crawlers:
+            target = (self.crawler_database(name), self.crawler_table(name))
+            if target in lake_tables:
+                raise ValueError(
+                    f"crawlers.{name}: {'.'.join(target)} is where the catalog job registers a "
+                    "lake table; name another database or table"
+                )
+            other = seen.setdefault(target, name)
+            if other != name:
+                raise ValueError(
+                    f"crawlers.{name}: {other} registers {'.'.join(target)} as well; name "
+                    "another table"
+                )
+        return self
+
+    def crawler_database(self, crawler: str) -> str:
+        """The Glue database of a crawler's table: its own, else ``<pipeline>_landing``."""
+        return self.crawlers[crawler].database or glue_name(f"{self.name}_landing")
+
+    def crawler_table(self, crawler: str) -> str:
+        """The Glue table a crawler registers: its ``table``, else its name as Glue spells it."""
+        return self.crawlers[crawler].table or glue_name(crawler)
 
     def glue_database(self, layer: str) -> str:
         """The Glue database of ``layer``'s tables."""

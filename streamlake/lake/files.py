@@ -1,11 +1,29 @@
-"""Small files under one location on the local disk or S3 (``s3a://``/``s3://``, with a
-boto3 client), read and written without a JVM: checkpoints, leases."""
+"""Files under one location on the local disk or S3 (``s3a://``/``s3://``, with a boto3
+client), read and written without a JVM: checkpoints and leases (small files, whole), and
+the data files crawlers list and sample (opened for ranged reads)."""
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+# How much of an S3 object one ranged GET fetches at least: reads of a file's head or
+# footer take a call or two.
+S3_READ_BLOCK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file found under a location: its path below it ('/'-separated), size and
+    modification time (epoch seconds)."""
+
+    name: str
+    size: int
+    modified: float
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,48 @@ class LocationFiles:
             found += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
         return sorted(name for name in found if name and "/" not in name)
 
+    def walk(self) -> Iterator[StoredFile]:
+        """Every file below the location, in no particular order; folders whose name
+        starts with ``.`` or ``_`` (``_temporary``, ``.spark-staging``) are not entered on
+        the local disk. Raises FileNotFoundError when the folder or bucket does not exist;
+        a prefix with no object under it is an empty location."""
+        if self.on_s3:
+            yield from self._walk_s3()
+            return
+        root = self._local()
+        if not root.is_dir():
+            raise FileNotFoundError(f"{self.location} does not exist or is not a folder")
+        for folder, folders, files in os.walk(root):
+            folders[:] = sorted(f for f in folders if not f.startswith((".", "_")))
+            for name in files:
+                path = Path(folder) / name
+                stat = path.stat()
+                yield StoredFile(path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime)
+
+    def _walk_s3(self) -> Iterator[StoredFile]:
+        bucket, _, prefix = self.location.split("://", 1)[1].partition("/")
+        prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        client = self._client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(prefix) :]
+                    if name and not name.endswith("/"):  # "/" ends a console folder marker
+                        yield StoredFile(name, item["Size"], item["LastModified"].timestamp())
+        except client.exceptions.NoSuchBucket as exc:
+            raise FileNotFoundError(f"{self.location}: bucket {bucket} does not exist") from exc
+
+    def open(self, file: StoredFile) -> BinaryIO:
+        """A seekable binary reader of a file ``walk`` found. On S3 it reads with ranged
+        GETs, so reading a Parquet footer or the head of a large file fetches that part."""
+        if not self.on_s3:
+            return self._local(file.name).open("rb")
+        bucket, _, prefix = self.location.split("://", 1)[1].partition("/")
+        key = f"{prefix.strip('/')}/{file.name}" if prefix.strip("/") else file.name
+        raw = S3RangeReader(self._client(), bucket, key, file.size)
+        return io.BufferedReader(raw, buffer_size=S3_READ_BLOCK)
+
     def delete(self, name: str) -> None:
         if not self.on_s3:
             self._local(name).unlink(missing_ok=True)
@@ -91,3 +151,44 @@ class LocationFiles:
                 self._client().copy_object(Bucket=bucket, Key=moved, CopySource=source)
                 self._client().delete_object(Bucket=bucket, Key=item["Key"])
         return target
+
+
+class S3RangeReader(io.RawIOBase):
+    """An S3 object as a seekable raw stream: each read is a ranged GET. An S3 error is an
+    OSError, as a local read's would be."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self.s3, self.bucket, self.key, self.size = s3, bucket, key, size
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self.size - self.position)
+        if wanted <= 0:
+            return 0
+        end = self.position + wanted - 1
+        try:
+            answer = self.s3.get_object(
+                Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end}"
+            )
+            data = answer["Body"].read()
+        except self.s3.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise OSError(f"s3://{self.bucket}/{self.key}: {error.get('Code', '?')}") from exc
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)

@@ -67,6 +67,12 @@ def declared_resources(
         "glue database": {
             pipeline.glue_database(layer): {"description": f"streamlake {pipeline.name} {layer}"}
             for layer in LAYERS
+        }
+        | {
+            pipeline.crawler_database(name): {
+                "description": f"streamlake {pipeline.name} crawled files"
+            }
+            for name in pipeline.crawlers
         },
     }
     for kind, (service, exists, create) in AWS_RESOURCES.items():

@@ -22,11 +22,9 @@ from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED, CatalogError
 from streamlake.lake.delta_rs import open_delta_table
 from streamlake.paths import checkout_root
-from tests.support import cli_env, with_lake, write_config_dir
+from tests.support import CountingGlue, cli_env, with_lake, write_config_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
-
-WRITE_PREFIXES = ("create_", "update_", "delete_", "batch_create", "batch_update", "batch_delete")
 
 ORDERS_DDL = (
     "order_id STRING, n BIGINT, qty INT, amount DECIMAL(12,2), paid BOOLEAN, ratio DOUBLE, "
@@ -35,25 +33,6 @@ ORDERS_DDL = (
 )
 # The table the manifests are checked on: types DuckDB and delta-rs give back alike.
 EVENTS_DDL = "id BIGINT, kind STRING, amount DECIMAL(10,2), event_date DATE"
-
-
-class CountingGlue:
-    """The real Glue client, counting the write calls made through it."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.writes: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.client, name)
-        if not name.startswith(WRITE_PREFIXES):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.writes.append(name)
-            return attribute(*args, **kwargs)
-
-        return counted
 
 
 @pytest.fixture

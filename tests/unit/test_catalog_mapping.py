@@ -10,14 +10,8 @@ import sys
 
 import pytest
 
-from batch.catalog import (
-    escape_path_name,
-    glue_columns,
-    glue_location,
-    hive_type,
-    manifest_blocker,
-)
-from connectors.glue_catalog import PartitionChanges, differs
+from batch.catalog import escape_path_name, glue_columns, manifest_blocker
+from connectors.glue_catalog import PartitionChanges, differs, glue_location, hive_type
 from streamlake.config.pipeline import glue_name
 from tests.conftest import CONFIGS
 

@@ -388,6 +388,30 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "  quality: {kind: qualty}\n",
             "jobs.quality.kind: Input should be",
         ),
+        (
+            "path: s3://shop-delivery/curated/daily_revenue/",
+            "path: gs://shop-delivery/curated/daily_revenue/",
+            "crawlers.daily_revenue_export.path: 'gs://shop-delivery/curated/daily_revenue/': "
+            "a crawler reads a local folder or s3://bucket/prefix",
+        ),
+        (
+            "daily_revenue/\n    format: json\n",
+            "daily_revenue/\n    table: orders_manifest\n    database: shop_raw\n",
+            "crawlers.daily_revenue_export: shop_raw.orders_manifest is where the catalog job "
+            "registers a lake table",
+        ),
+        (
+            "crawlers:\n  daily_revenue_export:",
+            "crawlers: {}\nunused:\n  daily_revenue_export:",
+            "unused: unknown key",
+        ),
+        (
+            "crawlers:\n  daily_revenue_export:\n",
+            "crawlers:\n  other:\n    path: exports/\n    table: daily_revenue_export\n"
+            "  daily_revenue_export:\n",
+            "crawlers.daily_revenue_export: other registers shop_landing.daily_revenue_export as "
+            "well",
+        ),
     ],
     ids=[
         "schema-type",
@@ -424,6 +448,10 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "quality-reference-table",
         "quality-reference-column",
         "quality-job-kind",
+        "crawler-path",
+        "crawler-over-a-lake-table",
+        "crawler-unknown-key",
+        "two-crawlers-one-table",
     ],
 )
 def test_what_a_job_would_fail_on_is_refused_when_the_config_loads(
