@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from bench import figures
+from bench import batch_figures, figures
 from bench.memory import PeakMemory, spark_jvm_pid
 from bench.results import Report, Run
 from connectors.aws import aws_endpoint
@@ -54,7 +54,7 @@ def main(
         float, typer.Option(help="Offered load of e2e_latency (orders/s); also 2x and 4x.")
     ] = 5_000.0,
     only: Annotated[
-        str | None, typer.Option(help="Run only the kafka or the kinesis figures.")
+        str | None, typer.Option(help="Run only the kafka, kinesis or batch figures.")
     ] = None,
 ) -> None:
     """Run the benchmark and write bench/results/latest.{json,md}."""
@@ -96,6 +96,8 @@ def main(
             run_kafka(env, report, kafka_records, latency_seconds, latency_rate)
         if only in (None, "kinesis"):
             run_kinesis(env, report, kinesis_records)
+        if only in (None, "batch"):
+            run_batch(env, report)
         spark.stop()
     finally:
         stack.down()
@@ -111,6 +113,14 @@ def add_ratios_and_limits(report: Report) -> None:
     report.ratio("kinesis_vs_ceiling", "kinesis_ingest_raw", "kinesis_read_ceiling", 0.8)
     report.ratio("process_vs_ingest", "process_orders", "kafka_ingest_raw", 0.5)
     report.ratio("process_vs_plain_spark", "process_orders", "plain_spark_process", 0.8)
+    for name, ours_name, anchor_name, target in (
+        ("compact_vs_delta_rs", "compact", "delta_rs_compact", 1.0),
+        ("curate_incremental_vs_full", "curate_incremental", "curate_full", 0.2),
+    ):
+        mine, theirs = report.run(ours_name), report.run(anchor_name)
+        if mine and theirs and theirs.seconds:
+            # A time ratio: lower is better.
+            report.limit(name, round(mine.seconds / theirs.seconds, 3), target)
     ours, anchor = report.run("e2e_latency"), report.run("plain_spark_latency")
     if ours and anchor:
         for q in ("p50", "p99"):
@@ -213,6 +223,13 @@ def run_kinesis(env: figures.BenchEnv, report: Report, records: int) -> None:
         "kinesis_ingest_raw fetches each record once: the driver's probe fixes each "
         "shard's range and hands the fetched rows to the executors (up to 128 MB a batch; "
         "see connectors/shard_stream/reader.py)."
+    )
+
+
+def run_batch(env: figures.BenchEnv, report: Report) -> None:
+    report.runs.extend(step("compact_vs_delta_rs", lambda: batch_figures.compact_vs_delta_rs(env)))
+    report.runs.extend(
+        step("curate_incremental_vs_full", lambda: batch_figures.curate_incremental_vs_full(env))
     )
 
 
