@@ -57,9 +57,8 @@ def compact_vs_delta_rs(env: BenchEnv) -> tuple[Run, Run]:
     before = active_files(ours)
 
     started = time.monotonic()
-    outcome = compact_table(
-        env.spark, CompactTarget("bench", "small_files", str(ours), Compaction())
-    )
+    target = CompactTarget("bench", "small_files", str(ours), Compaction())
+    outcome = compact_table(env.spark, target, env.settings)
     our_seconds = time.monotonic() - started
 
     started = time.monotonic()
