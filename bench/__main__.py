@@ -102,7 +102,8 @@ def main(
     finally:
         stack.down()
     add_ratios_and_limits(report)
-    json_path, md_path = report.write()
+    # A partial run keeps the full run's figures: it writes latest-<only>.{json,md}.
+    json_path, md_path = report.write(stem="latest" if only is None else f"latest-{only}")
     print(md_path.read_text())
     print(f"written: {json_path} and {md_path}")
 

@@ -57,7 +57,8 @@ class Report:
         if value is not None:
             self.limits[name] = {"value": value, "target": target}
 
-    def write(self, directory: Path = RESULTS) -> tuple[Path, Path]:
+    def write(self, directory: Path = RESULTS, stem: str = "latest") -> tuple[Path, Path]:
+        """Write ``<stem>.json`` and ``<stem>.md``."""
         directory.mkdir(parents=True, exist_ok=True)
         machine = {
             "cores": os.cpu_count(),
@@ -73,7 +74,7 @@ class Report:
             "limits": self.limits,
             "notes": self.notes,
         }
-        json_path, md_path = directory / "latest.json", directory / "latest.md"
+        json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
         json_path.write_text(json.dumps(data, indent=2) + "\n")
         md_path.write_text(self.markdown(machine))
         return json_path, md_path

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -269,3 +270,46 @@ def with_table(pipeline: Pipeline, name: str, **changes: Any) -> Pipeline:
     tables = dict(pipeline.tables)
     tables[name] = tables[name].model_copy(update=changes)
     return pipeline.model_copy(update={"tables": tables})
+
+
+PROCESSED_LINEAGE_DDL = (
+    "_source STRING, _stream STRING, _partition STRING, _position STRING, "
+    "_ingest_ts TIMESTAMP, _late BOOLEAN"
+)
+
+
+def append_processed(
+    spark: Any,
+    settings: Settings,
+    pipeline: Pipeline,
+    table: str,
+    rows: list[dict[str, Any]],
+    ingested: datetime | None = None,
+) -> None:
+    """Append ``rows`` (declared columns, and _op/_sequence_number for CDC tables) to
+    processed.<table> with lineage and the event_date the process job gives them (the
+    event time's date, else the ingest time's), ingested at ``ingested`` (default now)."""
+    import uuid
+
+    spec = pipeline.tables[table]
+    cdc = ", _op STRING, _sequence_number STRING" if spec.cdc else ""
+    ddl = f"{spec.schema_ddl}, {PROCESSED_LINEAGE_DDL}{cdc}, event_date DATE"
+    schema = spark.createDataFrame([], ddl).schema
+    at = ingested or datetime.now(UTC).replace(tzinfo=None)
+    filled = []
+    for index, row in enumerate(rows):
+        event_time = row.get(spec.event_time or "") or at
+        lineage = {
+            "_source": "test",
+            "_stream": table,
+            "_partition": "0",
+            "_position": f"{uuid.uuid4().hex}-{index}",
+            "_ingest_ts": at,
+            "_late": False,
+            "event_date": event_time.date(),
+        }
+        filled.append(tuple({**lineage, **row}.get(f.name) for f in schema.fields))
+    path = settings.lake.table_path("processed", table)
+    spark.createDataFrame(filled, schema).write.format("delta").mode("append").partitionBy(
+        "event_date"
+    ).save(path)

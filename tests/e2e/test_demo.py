@@ -76,7 +76,7 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     tables = duckdb.connect()
     for layer, name in (("processed", "orders"), ("curated", "daily_revenue")):
         tables.register(name, DeltaTable(str(lake / layer / name)).to_pyarrow_table())
-    expected = tables.sql(
+    expected = tables.execute(
         "select count(*), sum(amount) from orders where status <> 'cancelled'"
     ).fetchone()
     assert (

@@ -33,49 +33,12 @@ from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.lake.delta_rs import read_rows
 from tests.conftest import CONFIGS
-from tests.support import cli_env, lake_rows, with_lake, write_config_dir
+from tests.support import append_processed, cli_env, lake_rows, with_lake, write_config_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-LINEAGE = (
-    "_source STRING, _stream STRING, _partition STRING, _position STRING, "
-    "_ingest_ts TIMESTAMP, _late BOOLEAN"
-)
 DAY = date(2026, 11, 20)
-
-
-def append_processed(
-    spark: SparkSession,
-    settings: Settings,
-    pipeline: Pipeline,
-    table: str,
-    rows: list[dict[str, Any]],
-) -> None:
-    """Append ``rows`` (declared columns, and _op/_sequence_number for CDC) to
-    processed.<table> with lineage and the event_date the process job would give them."""
-    spec = pipeline.tables[table]
-    cdc = ", _op STRING, _sequence_number STRING" if spec.cdc else ""
-    ddl = f"{spec.schema_ddl}, {LINEAGE}{cdc}, event_date DATE"
-    schema = spark.createDataFrame([], ddl).schema
-    now = datetime.now(UTC).replace(tzinfo=None)
-    filled = []
-    for index, row in enumerate(rows):
-        event_time = row.get(spec.event_time or "") or now
-        lineage = {
-            "_source": "test",
-            "_stream": table,
-            "_partition": "0",
-            "_position": uuid.uuid4().hex + str(index),
-            "_ingest_ts": now,
-            "_late": False,
-            "event_date": event_time.date(),
-        }
-        filled.append(tuple({**lineage, **row}.get(f.name) for f in schema.fields))
-    path = settings.lake.table_path("processed", table)
-    spark.createDataFrame(filled, schema).write.format("delta").mode("append").partitionBy(
-        "event_date"
-    ).save(path)
 
 
 def curate(
@@ -325,7 +288,7 @@ OPERATIONS = st.lists(
 
 
 @hypothesis_settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -394,7 +357,7 @@ def test_a_curated_sql_naming_a_missing_column_is_a_one_line_config_error(
             "from processed.orders group by 1, 2"
         }
     )
-    bad = pipeline.model_copy(update={"curated": {"daily_revenue": broken}})
+    bad = pipeline.model_copy(update={"curated": {"daily_revenue": broken}, "quality": {}})
     config_dir = write_config_dir(tmp_path / "configs", bad, CONFIGS / "local.yaml")
     for key, value in cli_env(stack_env, tmp_path).items():
         monkeypatch.setenv(key, value)

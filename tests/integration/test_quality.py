@@ -7,7 +7,6 @@ failure exits 1 with one line through the command line, a non-blocking one exits
 from __future__ import annotations
 
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,15 +21,11 @@ from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.lake.query import run_query
 from tests.conftest import CONFIGS
-from tests.support import cli_env, with_lake, write_config_dir
+from tests.support import append_processed, cli_env, with_lake, write_config_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-LINEAGE = (
-    "_source STRING, _stream STRING, _partition STRING, _position STRING, "
-    "_ingest_ts TIMESTAMP, _late BOOLEAN"
-)
 CUSTOMERS = "customer_id STRING, email STRING, _sequence_number STRING"
 
 RULES: dict[str, list[dict[str, Any]]] = {
@@ -70,35 +65,6 @@ def pipeline(loaded: LoadedConfig) -> Pipeline:
     data = loaded.pipeline.model_dump(mode="json", exclude_none=True)
     data["quality"] = RULES
     return Pipeline.model_validate(data)
-
-
-def append_processed(
-    spark: SparkSession,
-    lake: Settings,
-    pipeline: Pipeline,
-    table: str,
-    rows: list[dict[str, Any]],
-    ingested: datetime,
-) -> None:
-    """Append ``rows`` (declared columns) to processed.<table>, ingested at ``ingested``."""
-    spec = pipeline.tables[table]
-    schema = spark.createDataFrame([], f"{spec.schema_ddl}, {LINEAGE}, event_date DATE").schema
-    filled = []
-    for row in rows:
-        lineage = {
-            "_source": "test",
-            "_stream": table,
-            "_partition": "0",
-            "_position": uuid.uuid4().hex,
-            "_ingest_ts": ingested,
-            "_late": False,
-            "event_date": ingested.date(),
-        }
-        filled.append(tuple({**lineage, **row}.get(f.name) for f in schema.fields))
-    path = lake.lake.table_path("processed", table)
-    spark.createDataFrame(filled, schema).write.format("delta").mode("append").partitionBy(
-        "event_date"
-    ).save(path)
 
 
 def order(number: int, customer: str | None) -> dict[str, Any]:
