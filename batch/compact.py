@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -119,7 +121,8 @@ def check_retention(
             committed = commit_time(spark, target.path, reader.version)
             if committed is None:
                 continue
-            age_h = (now - committed.replace(tzinfo=committed.tzinfo or UTC)).total_seconds() / 3600
+            # PySpark hands timestamps over as naive local times; astimezone reads them so.
+            age_h = (now - committed.astimezone(UTC)).total_seconds() / 3600
             if target.retention_hours < age_h:
                 raise RetentionError(
                     f"retention {target.compaction.retention} is shorter than {reader.job} "
@@ -147,11 +150,6 @@ def compact_table(spark: SparkSession, target: CompactTarget, settings: Settings
         return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
     added, removed = retry_on_conflict(f"optimize {target.label}", optimize)
-    # Our own check (check_retention) replaces Delta's fixed 7-day floor; and Delta 4 ignores
-    # VACUUM's retention argument (in favour of a table property, which would be a metadata
-    # commit that fails the streaming writers' next commit) unless told not to.
-    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    spark.conf.set("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", "false")
     # A dry run lists the folder in milliseconds; Delta's VACUUM takes seconds even when it
     # has nothing to delete, so it runs only when there is something.
     doomed = vacuum_candidates(target.path, settings, target.retention_hours)
@@ -177,11 +175,37 @@ def compact_table(spark: SparkSession, target: CompactTarget, settings: Settings
     )
 
 
+# Our own check (check_retention) replaces Delta's fixed 7-day floor; and Delta 4 ignores
+# VACUUM's retention argument (in favour of a table property, which would be a metadata
+# commit that fails the streaming writers' next commit) unless told not to.
+VACUUM_CONF = {
+    "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+    "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
+}
+
+
+@contextmanager
+def vacuum_settings(spark: SparkSession) -> Iterator[None]:
+    """VACUUM_CONF for the job's duration; a borrowed session gets its own values back."""
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in VACUUM_CONF}
+    for key, value in VACUUM_CONF.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
 def run(run: BatchRun) -> BatchReport:
     report = BatchReport(run.job, "compact")
     targets = compaction_targets(run)
     check_retention(run.spark, targets, stream_readers(run))
-    for target in targets:
-        run.progress(f"compacting {target.label}")
-        report.tables.append(compact_table(run.spark, target, run.settings))
+    with vacuum_settings(run.spark):
+        for target in targets:
+            run.progress(f"compacting {target.label}")
+            report.tables.append(compact_table(run.spark, target, run.settings))
     return report

@@ -9,6 +9,7 @@ crash in between costs only a recomputation."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -27,9 +28,14 @@ from streamlake.lake.tables import CURATED
 log = logging.getLogger(__name__)
 
 
-def consumer_name(table: str) -> str:
-    """The name a curated table's input versions are recorded under."""
-    return f"curate:{table}"
+def consumer_name(table: str, curated: CuratedTable) -> str:
+    """The name a curated table's input versions are recorded under. It carries a digest of
+    the table's definition: an edited SQL, key or kind finds no versions and recomputes
+    everything, instead of applying the new definition to changed dates only."""
+    digest = hashlib.sha256(curated.model_dump_json(exclude={"compaction"}).encode()).hexdigest()[
+        :12
+    ]
+    return f"curate:{table}:{digest}"
 
 
 def run(run: BatchRun) -> BatchReport:
@@ -47,7 +53,9 @@ def run(run: BatchRun) -> BatchReport:
 def input_windows(run: BatchRun, name: str, curated: CuratedTable) -> list[InputWindow] | str:
     """What this run reads of each input, or why it cannot run yet."""
     lake = run.settings.lake
-    previous = read_input_versions(run.spark, lake.meta_path("input_versions"), consumer_name(name))
+    previous = read_input_versions(
+        run.spark, lake.meta_path("input_versions"), consumer_name(name, curated)
+    )
     windows = []
     for source in curated.inputs:
         path = lake.table_path("processed", source)
@@ -77,7 +85,7 @@ def curate_table(run: BatchRun, name: str, curated: CuratedTable) -> list[TableO
     record_input_versions(
         spark,
         lake.meta_path("input_versions"),
-        consumer_name(name),
+        consumer_name(name, curated),
         {w.name: InputVersion(w.version, w.table_id) for w in windows},
     )
     seconds = time.monotonic() - started

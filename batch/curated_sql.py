@@ -41,7 +41,9 @@ def bound_sql(name: str, curated: CuratedTable) -> str:
     assert curated.sql is not None
     sql = curated.sql
     for source in curated.inputs:
-        sql = re.sub(rf"(?i)\bprocessed\.`?{re.escape(source)}`?\b", view_name(source), sql)
+        name = re.escape(source)
+        pattern = rf"(?i)(?:`processed`|\bprocessed)\.(?:`{name}`|{name}\b)"
+        sql = re.sub(pattern, view_name(source), sql)
     return sql
 
 
@@ -83,6 +85,20 @@ def curated_rows(
     return result
 
 
+def check_one_row_per_key(result: DataFrame, name: str, curated: CuratedTable, source: str) -> None:
+    """MERGE needs at most one source row per key; a SQL that gives more is a definition
+    error, reported before anything is written."""
+    repeated = result.groupBy(*curated.keys).count().where("count > 1").first()
+    if repeated is not None:
+        key = ", ".join(f"{k}={repeated[k]!r}" for k in curated.keys)
+        raise ConfigError(
+            f"the SQL returns {repeated['count']} rows for one key ({key})",
+            "make the keys the SQL's grouping columns",
+            source=source,
+            key=f"curated.{name}.keys",
+        )
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -114,5 +130,10 @@ def refresh_sql_table(
         listed = ", ".join(f"DATE'{day.isoformat()}'" for day in sorted(dates))
         scope = f"t.`{curated.date_column}` IN ({listed})"
         rows = rows.where(F.col(curated.date_column).isin(sorted(dates)))
-    partition_by = (curated.date_column,) if curated.date_column else ()
-    return merge_rows(spark, target, rows, curated.keys, partition_by, delete_unmatched=scope)
+    rows = rows.persist()
+    try:
+        check_one_row_per_key(rows, name, curated, source)
+        partition_by = (curated.date_column,) if curated.date_column else ()
+        return merge_rows(spark, target, rows, curated.keys, partition_by, delete_unmatched=scope)
+    finally:
+        rows.unpersist()

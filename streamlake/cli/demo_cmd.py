@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from connectors.aws import aws_endpoint
@@ -163,6 +164,8 @@ def demo(
             with console.status(f"batch job {name}") as spinner:
                 run = BatchRun(name, pipeline, settings, lambda: spark, progress=spinner.update)
                 reports.append(run_batch_job(run))
+            if reports[-1].failed:
+                break  # later steps build on this one
     finally:
         spark.stop()
     done = (
@@ -182,6 +185,10 @@ def demo(
             print_report(console, batch_report)
         show_curated(console, pipeline, settings)
         console.print(done)
+    failed = [r for r in reports if r.failed]
+    if failed:
+        console.print(f"[red]batch job {failed[0].job} failed: {escape(failed[0].failed or '')}[/]")
+        raise typer.Exit(EXIT_JOB_FAILED)
     if any(line.added != line.produced for line in lines):
         console.print("[red]a raw table did not gain exactly the records produced[/]")
         raise typer.Exit(EXIT_JOB_FAILED)

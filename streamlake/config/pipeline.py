@@ -409,6 +409,11 @@ class CuratedTable(StrictModel):
             raise ValueError("history is for kind current_state")
         if self.date_column and self.date_column not in self.keys:
             raise ValueError(f"date_column {self.date_column!r} must be one of keys")
+        if self.compaction.zorder_by:
+            raise ValueError(
+                "compaction.zorder_by applies to processed tables; curated tables are "
+                "bin-packed only"
+            )
         return self
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,8 +116,19 @@ def sum_of_topic(bootstrap: str, topic: str) -> int:
     return sum(end_offsets(bootstrap, topic).values())
 
 
+@pytest.fixture
+def tokyo_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The driver's local time zone 9 hours east of UTC (PySpark hands timestamps over in
+    local time); restored afterwards."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 def test_a_retention_shorter_than_a_stream_reader_needs_is_refused_naming_the_reader(
-    spark: SparkSession, settings: Settings, tmp_path: Path
+    spark: SparkSession, settings: Settings, tmp_path: Path, tokyo_time: None
 ) -> None:
     pipeline = one_source_pipeline({"kind": "kafka", "topic": "unused"})
     table = pipeline.tables["events"].model_copy(

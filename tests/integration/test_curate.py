@@ -99,11 +99,13 @@ def clicks(rng: random.Random, days: list[date], sessions: int) -> list[dict[str
     return rows
 
 
-def expected_revenue(settings: Settings) -> dict[tuple[date, str], tuple[int, Decimal, float]]:
+def expected_revenue(
+    settings: Settings, left_out: str = "cancelled"
+) -> dict[tuple[date, str], tuple[int, Decimal, float]]:
     processed = read_rows(settings.lake.table_path("processed", "orders"), settings)
     rows = duckdb.sql(
         "select event_date, country, count(*), sum(amount), avg(amount) from processed "
-        "where status <> 'cancelled' group by all"
+        f"where status <> '{left_out}' group by all"
     ).fetchall()
     assert processed is not None
     return {(d, c): (n, total, float(mean)) for d, c, n, total, mean in rows}
@@ -139,6 +141,20 @@ def assert_curated_match(lake: Settings) -> None:
         assert abs(float(row["avg_basket"]) - mean) <= 0.005, key
     funnel = {(r["day"], r["step"]): r for r in lake_rows(lake, "curated", "funnel")}
     assert {k: (r["sessions"], r["conversion"]) for k, r in funnel.items()} == expected_funnel(lake)
+
+
+def last_merge_source_rows(spark: SparkSession, lake: Settings, table: str) -> int:
+    from delta.tables import DeltaTable
+
+    path = lake.lake.table_path("curated", table)
+    merges = DeltaTable.forPath(spark, path).history().where("operation = 'MERGE'")
+    newest = merges.orderBy("version", ascending=False).first()
+    assert newest is not None
+    return int(newest["operationMetrics"]["numSourceRows"])
+
+
+def with_curated(pipeline: Pipeline, name: str, curated: Any) -> Pipeline:
+    return pipeline.model_copy(update={"curated": {**pipeline.curated, name: curated}})
 
 
 def changed_dates_of_last_commit(
@@ -177,7 +193,10 @@ def test_curated_aggregates_equal_a_recomputation_after_appends_late_rows_and_a_
     assert_curated_match(lake)
     revenue = outcome(second, "curated.daily_revenue")
     assert "(after v0)" in revenue.detail, revenue.detail
-    # Only the dates with new rows were rewritten.
+    # Only the dates with new rows were recomputed (the MERGE's source held their groups
+    # alone) and rewritten.
+    groups = {key for key in expected_revenue(lake) if key[0] in (late_day, new_day)}
+    assert last_merge_source_rows(spark, lake, "daily_revenue") == len(groups)
     touched = changed_dates_of_last_commit(spark, lake, "daily_revenue", "order_date")
     assert touched <= {late_day, new_day} and new_day in touched
     assert changed_dates_of_last_commit(spark, lake, "funnel", "day") <= {late_day}
@@ -187,6 +206,22 @@ def test_curated_aggregates_equal_a_recomputation_after_appends_late_rows_and_a_
     assert ran == {"curated.daily_revenue": ("unchanged", 0), "curated.funnel": ("unchanged", 0)}
     assert "processed.customers has no data yet" in outcome(third, "curated.customers").detail
     assert_curated_match(lake)
+
+    # An edited definition is recomputed over every date, not only over changed ones.
+    edited = pipeline.curated["daily_revenue"].model_copy(
+        update={
+            "sql": (pipeline.curated["daily_revenue"].sql or "").replace(
+                "where status <> 'cancelled'", "where status <> 'paid'"
+            )
+        }
+    )
+    fourth = curate(spark, lake, with_curated(pipeline, "daily_revenue", edited), "daily_revenue")
+    assert "(whole)" in outcome(fourth, "curated.daily_revenue").detail
+    revenue = {
+        (r["order_date"], r["country"]): r["orders"]
+        for r in lake_rows(lake, "curated", "daily_revenue")
+    }
+    assert revenue == {k: n for k, (n, _t, _m) in expected_revenue(lake, "paid").items()}
 
 
 # -- current state from CDC --------------------------------------------------------------------
@@ -370,3 +405,24 @@ def test_a_curated_sql_naming_a_missing_column_is_a_one_line_config_error(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1, error
     assert "curated.daily_revenue.sql" in error and "discount" in error, error
+
+
+def test_a_curated_sql_giving_two_rows_for_a_key_is_refused_before_writing(
+    spark: SparkSession, lake: Settings, loaded: LoadedConfig
+) -> None:
+    from streamlake.errors import ConfigError
+
+    pipeline = loaded.pipeline
+    append_processed(spark, lake, pipeline, "orders", orders(random.Random(2), [DAY], 20))
+    by_status = pipeline.curated["daily_revenue"].model_copy(
+        update={
+            "sql": "select event_date as order_date, country, status, count(*) as orders "
+            "from processed.orders group by event_date, country, status"
+        }
+    )
+    with pytest.raises(ConfigError) as refused:
+        curate(spark, lake, with_curated(pipeline, "daily_revenue", by_status), "daily_revenue")
+    assert refused.value.exit_code == 2
+    assert "curated.daily_revenue.keys" in str(refused.value)
+    assert "rows for one key" in str(refused.value)
+    assert not (Path(lake.lake.table_path("curated", "daily_revenue")) / "_delta_log").exists()

@@ -175,6 +175,8 @@ def each_order_once(local: Any, events: list[Any]) -> set[str]:
     return duplicates
 
 
+# In `make soak`: the suite's time budget; a close equivalent stays in `make test`.
+@pytest.mark.soak
 def test_replay_killed_between_its_append_and_its_delete(
     stack_env: dict[str, str], settings: Any, loaded: Any, spark: Any, tmp_path: Path
 ) -> None:

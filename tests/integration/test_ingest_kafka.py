@@ -134,6 +134,8 @@ def test_sigkill_at_random_points_then_restart_writes_every_record_once(
     assert_exactly_the_topic(raw_rows(settings_here), bootstrap, topic)
 
 
+# In `make soak`: the suite's time budget; a close equivalent stays in `make test`.
+@pytest.mark.soak
 def test_restart_replaying_a_batch_written_but_not_committed_goes_on(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:

@@ -271,6 +271,8 @@ def trim_before_now(kinesis: Any, stream: str) -> None:
     kinesis.add_tags_to_stream(StreamName=stream, Tags={TRIM_TAG: now_ms})
 
 
+# In `make soak`: the suite's time budget; a close equivalent stays in `make test`.
+@pytest.mark.soak
 def test_a_quiet_shard_trimmed_past_what_was_read_goes_on_after_a_restart(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:

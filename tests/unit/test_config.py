@@ -311,6 +311,11 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "curated.daily_revenue: date_column 'order_date' must be one of keys",
         ),
         (
+            "    date_column: order_date\n",
+            "    date_column: order_date\n    compaction: {zorder_by: [country]}\n",
+            "curated.daily_revenue: compaction.zorder_by applies to processed tables",
+        ),
+        (
             "  processed.orders:\n    - {name: orders_present",
             "  gold.orders:\n    - {name: orders_present",
             "quality.gold.orders: 'gold' is not a layer (layers: raw, processed, quarantine, "
@@ -434,6 +439,7 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "current-state-key",
         "sql-needs-sql",
         "date-column-not-a-key",
+        "zorder-on-curated",
         "quality-layer",
         "quality-not-layer-dot-table",
         "quality-table",
