@@ -45,8 +45,9 @@ from connectors.glue_catalog import (
 )
 from streamlake.config.pipeline import Pipeline, glue_name
 from streamlake.config.settings import Settings
-from streamlake.errors import CatalogError, UsageError
+from streamlake.errors import CatalogError, UsageError, first_line
 from streamlake.lake.delta_rs import delta_table_exists, open_delta_table
+from streamlake.lake.query import LakeTable
 from streamlake.lake.tables import LAYERS, STREAMING_LAYERS
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,6 @@ IGNORED = (VERSION_PARAMETER,)
 # Characters Spark escapes as %XX in partition paths (ExternalCatalogUtils.escapePathName),
 # so the manifest's partition folders are found where Delta wrote them.
 PATH_ESCAPED = frozenset([chr(c) for c in range(0x01, 0x20)] + list("\"#%'*/:=?\\\x7f{[]^"))
-
-
-@dataclass(frozen=True)
-class LakeTable:
-    layer: str
-    name: str
-    path: str  # as Spark writes it: s3a://... or a local path
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.layer}.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -353,9 +343,8 @@ def generate_manifest(run: BatchRun, table: LakeTable, database: str) -> None:
     try:
         DeltaTable.forPath(run.spark, table.path).generate("symlink_format_manifest")
     except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CatalogError(
-            f"Delta could not write the symlink manifest of {table.qualified}: {first_line}",
+            f"Delta could not write the symlink manifest of {table.qualified}: {first_line(exc)}",
             database=database,
             table=glue_name(table.name),
         ) from exc

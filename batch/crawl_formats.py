@@ -35,6 +35,7 @@ from connectors.glue_catalog import (
     TEXT_INPUT,
     TEXT_OUTPUT,
 )
+from streamlake.errors import first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -353,10 +354,6 @@ def avro_primitive(name: str) -> pa.DataType | None:
         "string": pa.string(),
     }
     return primitives.get(name)
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from batch.inputs import InputWindow
 from streamlake.config.pipeline import CuratedTable
-from streamlake.errors import ConfigError
+from streamlake.errors import ConfigError, first_line
 from streamlake.lake.spark_delta import MergeCounts, merge_rows
 from streamlake.lake.tables import PROCESSED_PARTITION
 
@@ -97,11 +97,6 @@ def check_one_row_per_key(result: DataFrame, name: str, curated: CuratedTable, s
             source=source,
             key=f"curated.{name}.keys",
         )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def refresh_sql_table(

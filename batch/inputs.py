@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from streamlake.errors import first_line
 from streamlake.lake.spark_delta import changes_between, read_version
 
 if TYPE_CHECKING:
@@ -61,12 +62,11 @@ class InputWindow:
 
     def warn_unreadable(self, exc: BaseException) -> None:
         """Say why the change feed could not be read (the caller reads everything)."""
-        text = str(exc).strip()
         log.warning(
             "processed.%s: the changes after version %s cannot be read (%s); reading the "
             "whole table instead (is delta.enableChangeDataFeed on, and the retention longer "
             "than the time between runs?)",
             self.name,
             self.since,
-            text.splitlines()[0] if text else type(exc).__name__,
+            first_line(exc),
         )

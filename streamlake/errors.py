@@ -13,6 +13,11 @@ EXIT_JOB_FAILED = 1
 EXIT_BAD_USAGE = 2
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (Spark's and Delta's run on with plans and stacks)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 @dataclass
 class StreamlakeError(Exception):
     """Root of all streamlake errors."""

@@ -71,7 +71,7 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         ),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # New tables record their changes, so that curate and export read only what changed
-        # since their last run (appends cost nothing more: the feed reads the added files).
+        # since their last run (an append writes no change files: the feed reads the added files).
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
         # Delta's default of 50 partitions for reading a table's log is sized for clusters.
         "spark.databricks.delta.snapshotPartitions": partitions,

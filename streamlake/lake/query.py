@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
-from streamlake.errors import StreamlakeError, UsageError
+from streamlake.errors import StreamlakeError, UsageError, first_line
 from streamlake.lake.delta_rs import delta_table_exists, open_delta_table
 from streamlake.lake.tables import CURATED, LAYERS, META_TABLES, STREAMING_LAYERS
 
@@ -359,11 +359,6 @@ def listing(known: dict[str, LakeTable], settings: Settings) -> str:
 
 def quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def unique_names(names: Iterable[str]) -> list[str]:
