@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from batch.jobs import BatchRun
@@ -43,12 +42,14 @@ from connectors.glue_catalog import (
     sync_partitions,
     sync_table,
 )
+from connectors.s3 import location_files
 from streamlake.config.pipeline import Pipeline, glue_name
 from streamlake.config.settings import Settings
 from streamlake.errors import CatalogError, UsageError, first_line
 from streamlake.lake.delta_rs import delta_table_exists, open_delta_table
-from streamlake.lake.query import LakeTable
-from streamlake.lake.tables import LAYERS, STREAMING_LAYERS
+from streamlake.lake.files import LocationFiles
+from streamlake.lake.query import LakeTable, declared_tables, found_tables
+from streamlake.lake.tables import CURATED, LAYERS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ def sync_catalog(run: BatchRun, glue: Any) -> BatchReport:
     report = BatchReport(job=run.job, kind="catalog")
     declared = [t for t in lake_tables(run.pipeline, run.settings) if run.selects(t.layer, t.name)]
     if run.only is not None and not declared:
-        raise UsageError(f"--table {run.only!r}: no lake table of that name")
+        names = sorted({t.name for t in lake_tables(run.pipeline, run.settings)})
+        raise UsageError(
+            f"--table {run.only!r}: no lake table of that name",
+            f"name a table ({', '.join(names)}) or one layer of it (processed.orders)",
+        )
     check_glue_names(run.pipeline, declared)
     written = {t for t in declared if delta_table_exists(t.path, run.settings)}
     prepare_databases(glue, run.pipeline, {t.layer for t in written})
@@ -103,25 +108,12 @@ def sync_catalog(run: BatchRun, glue: Any) -> BatchReport:
 
 
 def lake_tables(pipeline: Pipeline, settings: Settings) -> list[LakeTable]:
-    """The raw, processed and quarantine table of every pipeline table, then the curated
-    tables the pipeline declares or that exist on local disk."""
-    names = [(layer, table) for layer in STREAMING_LAYERS for table in pipeline.tables]
-    # The pipeline gains its curated tables in another change; until then, and for tables
-    # written by hand, what lies under <lake>/curated/ counts.
-    curated = [*getattr(pipeline, "curated", {}), *curated_on_disk(settings.lake.root)]
-    names += [("curated", name) for name in dict.fromkeys(curated)]
-    return [LakeTable(layer, name, settings.lake.table_path(layer, name)) for layer, name in names]
-
-
-def curated_on_disk(root: str) -> list[str]:
-    """Delta tables under a local lake's curated folder. A lake on S3 is not listed: its
-    curated tables are the declared ones."""
-    if "://" in root:
-        return []
-    folder = Path(root) / "curated"
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / "_delta_log").is_dir())
+    """The lake tables the pipeline declares (``_meta`` aside), then curated tables written
+    by hand under a local lake's curated folder."""
+    declared = [t for t in declared_tables(pipeline, settings) if t.layer in LAYERS]
+    names = {t.qualified for t in declared}
+    found = [t for t in found_tables(settings) if t.layer == CURATED]
+    return declared + [t for t in found if t.qualified not in names]
 
 
 def check_glue_names(pipeline: Pipeline, tables: list[LakeTable]) -> None:
@@ -348,3 +340,20 @@ def generate_manifest(run: BatchRun, table: LakeTable, database: str) -> None:
             database=database,
             table=glue_name(table.name),
         ) from exc
+    if table.path.startswith("s3a://"):
+        rewrite_s3a_paths(location_files(f"{table.path}/{MANIFEST_DIR}", run.settings))
+
+
+def rewrite_s3a_paths(manifests: LocationFiles) -> None:
+    """Delta writes the data files' paths as Spark names them; on S3 that is Hadoop's
+    s3a:// scheme, which Redshift Spectrum and Athena do not read. They need s3://."""
+    for file in manifests.walk():
+        text = manifests.read(file.name)
+        if text is None or "s3a://" not in text:
+            continue
+        lines = text.splitlines()
+        fixed = [
+            "s3://" + line.removeprefix("s3a://") if line.startswith("s3a://") else line
+            for line in lines
+        ]
+        manifests.write(file.name, "\n".join(fixed) + "\n")

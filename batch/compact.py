@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
 from connectors.s3 import location_files
-from streamlake.config.pipeline import Compaction, interval_seconds
+from streamlake.config.pipeline import Compaction, Pipeline, interval_seconds
 from streamlake.config.settings import Settings
 from streamlake.errors import RetentionError, UsageError
+from streamlake.lake import delta_rs
 from streamlake.lake.checkpoint import CheckpointFiles
+from streamlake.lake.delta_log import DeltaLogFiles
 from streamlake.lake.delta_rs import table_size, vacuum_candidates
-from streamlake.lake.spark_delta import commit_time, retry_on_conflict, table_exists
+from streamlake.lake.spark_delta import retry_on_conflict, table_exists
 from streamlake.lake.tables import CURATED, META_TABLES
 
 if TYPE_CHECKING:
@@ -62,23 +64,27 @@ class StreamReader:
 
 def declared_targets(run: BatchRun) -> list[CompactTarget]:
     """Every table the pipeline's jobs write, with its compaction settings."""
-    lake = run.settings.lake
-    targets = []
-    for name, table in run.pipeline.tables.items():
-        kept = Compaction(retention=table.compaction.retention)
-        targets.append(CompactTarget("raw", name, lake.table_path("raw", name), kept))
-        targets.append(
-            CompactTarget("processed", name, lake.table_path("processed", name), table.compaction)
+    lake, pipeline = run.settings.lake, run.pipeline
+    targets = [
+        CompactTarget(
+            layer, name, lake.table_path(layer, name), compaction_of(pipeline, layer, name)
         )
-        targets.append(CompactTarget("quarantine", name, lake.table_path("quarantine", name), kept))
-    for name, curated in run.pipeline.curated.items():
-        names = [name, f"{name}_history"] if curated.history else [name]
-        targets += [
-            CompactTarget(CURATED, n, lake.table_path(CURATED, n), curated.compaction)
-            for n in names
-        ]
+        for layer, name in pipeline.lake_table_names()
+    ]
     targets += [CompactTarget("_meta", n, lake.meta_path(n), Compaction()) for n in META_TABLES]
     return targets
+
+
+def compaction_of(pipeline: Pipeline, layer: str, name: str) -> Compaction:
+    """A table's compaction settings: a curated table's own (its history table's owner's),
+    a processed table's, and for raw and quarantine their table's but the Z-order."""
+    if layer == CURATED:
+        owner = name if name in pipeline.curated else name.removesuffix("_history")
+        return pipeline.curated[owner].compaction
+    compaction = pipeline.tables[name].compaction
+    if layer == "processed":
+        return compaction
+    return Compaction(retention=compaction.retention, engine=compaction.engine)
 
 
 def compaction_targets(run: BatchRun) -> list[CompactTarget]:
@@ -110,7 +116,7 @@ def stream_readers(run: BatchRun) -> list[StreamReader]:
 
 
 def check_retention(
-    spark: SparkSession, targets: list[CompactTarget], readers: list[StreamReader]
+    settings: Settings, targets: list[CompactTarget], readers: list[StreamReader]
 ) -> None:
     """Refuse, before touching anything, a retention that would let VACUUM delete files a
     stream reader has yet to read: files of its version are removed no earlier than that
@@ -118,11 +124,11 @@ def check_retention(
     now = datetime.now(UTC)
     for target in targets:
         for reader in (r for r in readers if r.path == target.path):
-            committed = commit_time(spark, target.path, reader.version)
+            log_files = location_files(f"{target.path}/_delta_log", settings)
+            committed = DeltaLogFiles(log_files.location, log_files.s3).commit_time(reader.version)
             if committed is None:
                 continue
-            # PySpark hands timestamps over as naive local times; astimezone reads them so.
-            age_h = (now - committed.astimezone(UTC)).total_seconds() / 3600
+            age_h = (now - committed).total_seconds() / 3600
             if target.retention_hours < age_h:
                 raise RetentionError(
                     f"retention {target.compaction.retention} is shorter than {reader.job} "
@@ -144,6 +150,8 @@ def compact_table(spark: SparkSession, target: CompactTarget, settings: Settings
     zorder = target.compaction.zorder_by if target.layer == "processed" else []
 
     def optimize() -> tuple[int, int]:
+        if target.compaction.engine == "delta-rs":
+            return delta_rs.optimize(target.path, settings, zorder)
         builder = DeltaTable.forPath(spark, target.path).optimize()
         result = builder.executeZOrderBy(*zorder) if zorder else builder.executeCompaction()
         row = result.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
@@ -160,6 +168,8 @@ def compact_table(spark: SparkSession, target: CompactTarget, settings: Settings
         )
     after = table_size(target.path, settings)
     how = f"z-order {', '.join(zorder)}: " if zorder else ""
+    if target.compaction.engine == "delta-rs":
+        how = f"delta-rs {how}"
     return TableOutcome(
         target.label,
         "optimized" if removed else "unchanged",
@@ -203,7 +213,7 @@ def vacuum_settings(spark: SparkSession) -> Iterator[None]:
 def run(run: BatchRun) -> BatchReport:
     report = BatchReport(run.job, "compact")
     targets = compaction_targets(run)
-    check_retention(run.spark, targets, stream_readers(run))
+    check_retention(run.settings, targets, stream_readers(run))
     with vacuum_settings(run.spark):
         for target in targets:
             run.progress(f"compacting {target.label}")

@@ -15,7 +15,7 @@ import time
 
 from batch.curated_sql import refresh_sql_table
 from batch.curated_state import refresh_current_state
-from batch.inputs import InputWindow
+from batch.inputs import InputWindow, Refresh
 from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
 from streamlake.config.pipeline import CuratedTable
@@ -54,7 +54,7 @@ def input_windows(run: BatchRun, name: str, curated: CuratedTable) -> list[Input
     """What this run reads of each input, or why it cannot run yet."""
     lake = run.settings.lake
     previous = read_input_versions(
-        run.spark, lake.meta_path("input_versions"), consumer_name(name, curated)
+        lake.meta_path("input_versions"), consumer_name(name, curated), run.settings
     )
     windows = []
     for source in curated.inputs:
@@ -81,7 +81,9 @@ def curate_table(run: BatchRun, name: str, curated: CuratedTable) -> list[TableO
     if not all(table_exists(spark, p) for p in paths.values()):
         windows = [w.from_start() for w in windows]
     before = {t: table_size(p, run.settings) for t, p in paths.items()}
-    counts = write_curated(run, name, curated, windows)
+    refresh = write_curated(run, name, curated, windows)
+    if refresh is not None and refresh.whole:
+        windows = [w.from_start() for w in windows]  # what was read, for the report
     record_input_versions(
         spark,
         lake.meta_path("input_versions"),
@@ -91,7 +93,7 @@ def curate_table(run: BatchRun, name: str, curated: CuratedTable) -> list[TableO
     seconds = time.monotonic() - started
     outcomes = []
     for target, path in paths.items():
-        merged = counts.get(target) if counts is not None else None
+        merged = refresh.counts.get(target) if refresh is not None else None
         after = table_size(path, run.settings) if merged is not None else before[target]
         outcomes.append(
             TableOutcome(
@@ -111,16 +113,13 @@ def curate_table(run: BatchRun, name: str, curated: CuratedTable) -> list[TableO
 
 def write_curated(
     run: BatchRun, name: str, curated: CuratedTable, windows: list[InputWindow]
-) -> dict[str, MergeCounts] | None:
+) -> Refresh | None:
     """Merge the inputs' changes into the curated table(s); None when nothing changed."""
     spark, lake = run.spark, run.settings.lake
     if curated.kind == "current_state":
         table = run.pipeline.tables[curated.inputs[0]]
         return refresh_current_state(spark, name, curated, windows[0], table, lake)
-    merged = refresh_sql_table(
-        spark, name, curated, windows, lake.table_path(CURATED, name), run.pipeline_file
-    )
-    return None if merged is None else {name: merged}
+    return refresh_sql_table(spark, run.settings, name, curated, windows, run.pipeline_file)
 
 
 def describe(merged: MergeCounts | None, windows: list[InputWindow]) -> str:

@@ -11,21 +11,22 @@ import re
 from datetime import date
 from typing import TYPE_CHECKING
 
-from batch.inputs import InputWindow
+from batch.inputs import InputWindow, Refresh
 from streamlake.config.pipeline import CuratedTable
+from streamlake.config.settings import Settings
 from streamlake.errors import ConfigError, first_line
-from streamlake.lake.spark_delta import MergeCounts, merge_rows
-from streamlake.lake.tables import PROCESSED_PARTITION
+from streamlake.lake.spark_delta import merge_rows
+from streamlake.lake.tables import CURATED, PROCESSED_PARTITION
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def changed_dates(spark: SparkSession, windows: list[InputWindow]) -> set[date] | None:
+def changed_dates(settings: Settings, windows: list[InputWindow]) -> set[date] | None:
     """Event dates with changed rows across the inputs; None: recompute every date."""
     found: set[date] = set()
     for window in windows:
-        rows = window.changed_values(spark, [PROCESSED_PARTITION])
+        rows = window.changed_values(settings, [PROCESSED_PARTITION])
         if rows is None:
             return None
         found |= {row[0] for row in rows if row[0] is not None}
@@ -101,34 +102,44 @@ def check_one_row_per_key(result: DataFrame, name: str, curated: CuratedTable, s
 
 def refresh_sql_table(
     spark: SparkSession,
+    settings: Settings,
     name: str,
     curated: CuratedTable,
     windows: list[InputWindow],
-    target: str,
     source: str,
-) -> MergeCounts | None:
-    """Bring the curated table at ``target`` up to the inputs' versions; None when no input
-    row changed since the last run."""
+) -> Refresh | None:
+    """Bring the curated table ``name`` up to the inputs' versions; None when no input row
+    changed since the last run."""
     from pyspark.sql import functions as F
 
     if curated.date_column:
-        dates = changed_dates(spark, windows)
+        dates = changed_dates(settings, windows)
     else:
         dates = set() if all(w.unchanged for w in windows) else None
     if dates is not None and not dates:
         return None
     rows = curated_rows(spark, name, curated, windows, dates, source)
-    if dates is None:
-        scope = "true"
-    else:
+    scope = "true"
+    if dates is not None:
         assert curated.date_column is not None
         listed = ", ".join(f"DATE'{day.isoformat()}'" for day in sorted(dates))
         scope = f"t.`{curated.date_column}` IN ({listed})"
         rows = rows.where(F.col(curated.date_column).isin(sorted(dates)))
+    # The date is a key (the pipeline insists), so no row outside the dates can match:
+    # MERGE then reads only the target's files of those dates, not every partition.
+    match_scope = None if dates is None else scope
     rows = rows.persist()
     try:
         check_one_row_per_key(rows, name, curated, source)
-        partition_by = (curated.date_column,) if curated.date_column else ()
-        return merge_rows(spark, target, rows, curated.keys, partition_by, delete_unmatched=scope)
+        merged = merge_rows(
+            spark,
+            settings.lake.table_path(CURATED, name),
+            rows,
+            curated.keys,
+            (curated.date_column,) if curated.date_column else (),
+            delete_unmatched=scope,
+            match_scope=match_scope,
+        )
+        return Refresh({name: merged}, whole=dates is None)
     finally:
         rows.unpersist()

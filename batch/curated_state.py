@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from batch.inputs import NEW_ROWS, InputWindow
+from batch.inputs import NEW_ROWS, InputWindow, Refresh
 from streamlake.config.pipeline import CuratedTable, Table
 from streamlake.config.settings import LakeSettings
 from streamlake.lake.spark_delta import (
@@ -71,13 +71,17 @@ def changed_rows(spark: SparkSession, window: InputWindow) -> tuple[DataFrame, b
     from pyspark.sql import functions as F
 
     if window.since is not None:
-        feed = window.changes(spark).where(F.col("_change_type").isin(*NEW_ROWS))
-        feed = feed.drop("_change_type", "_commit_version", "_commit_timestamp").persist()
+        feed = None
         try:
-            feed.count()  # a feed that was off, or whose files are gone, fails here
+            # A feed that was off fails when read is planned; one whose files are gone, when
+            # it is counted.
+            feed = window.changes(spark).where(F.col("_change_type").isin(*NEW_ROWS))
+            feed = feed.drop("_change_type", "_commit_version", "_commit_timestamp").persist()
+            feed.count()
             return feed, False
         except Exception as exc:
-            feed.unpersist()
+            if feed is not None:
+                feed.unpersist()
             window.warn_unreadable(exc)
     return window.rows(spark).persist(), True
 
@@ -243,9 +247,9 @@ def refresh_current_state(
     window: InputWindow,
     table: Table,
     lake: LakeSettings,
-) -> dict[str, MergeCounts] | None:
-    """Apply the input's changes since the last run; the counts per table written (state,
-    history), or None when nothing changed."""
+) -> Refresh | None:
+    """Apply the input's changes since the last run to the state (and history) table; None
+    when nothing changed."""
     if window.unchanged:
         return None
     tables = StateTables.of(lake, name)
@@ -266,6 +270,6 @@ def refresh_current_state(
             counts[f"{name}_history"] = refresh_history(
                 spark, window, changes, whole, tables, keys, table
             )
-        return counts
+        return Refresh(counts, whole)
     finally:
         changes.unpersist()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from streamlake.config.settings import Settings
 from streamlake.errors import first_line
-from streamlake.lake.spark_delta import changes_between, read_version
+from streamlake.lake import delta_rs
+from streamlake.lake.spark_delta import MergeCounts, changes_between, read_version
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, Row, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +48,16 @@ class InputWindow:
         assert self.since is not None
         return changes_between(spark, self.path, self.since, self.version)
 
-    def changed_values(self, spark: SparkSession, columns: list[str]) -> list[Row] | None:
+    def changed_values(self, settings: Settings, columns: list[str]) -> set[tuple[Any, ...]] | None:
         """The distinct values of ``columns`` among the rows changed since ``since``; None
         means everything may have changed (a first run, or the feed cannot say: it was off,
         or its files were vacuumed), so the consumer recomputes from the whole input."""
         if self.since is None:
             return None
         if self.unchanged:
-            return []
+            return set()
         try:
-            return self.changes(spark).select(*columns).distinct().collect()
+            return delta_rs.changed_values(self.path, settings, self.since, self.version, columns)
         except Exception as exc:
             self.warn_unreadable(exc)
             return None
@@ -70,3 +72,12 @@ class InputWindow:
             self.since,
             first_line(exc),
         )
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What one run wrote to a curated table and its companions (counts per table), and
+    whether it read its inputs whole rather than their changes."""
+
+    counts: dict[str, MergeCounts]
+    whole: bool

@@ -135,6 +135,7 @@ def check_time_column(run: BatchRun, key: str, snapshot: Snapshot, column: str) 
         raise ConfigError(
             f"freshness reads {snapshot.table.qualified}.{column}, a {kind} column: it needs "
             "a timestamp or a date",
+            "name a timestamp or date column, or no column (the time rows arrived)",
             source=run.pipeline_file,
             key=key,
         )

@@ -116,6 +116,7 @@ def add_ratios_and_limits(report: Report) -> None:
     report.ratio("process_vs_plain_spark", "process_orders", "plain_spark_process", 0.8)
     for name, ours_name, anchor_name, target in (
         ("compact_vs_delta_rs", "compact", "delta_rs_compact", 1.0),
+        ("compact_delta_rs_engine_vs_delta_rs", "compact_delta_rs_engine", "delta_rs_compact", 1.0),
         ("curate_incremental_vs_full", "curate_incremental", "curate_full", 0.2),
     ):
         mine, theirs = report.run(ours_name), report.run(anchor_name)

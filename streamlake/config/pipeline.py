@@ -168,6 +168,10 @@ class Compaction(StrictModel):
 
     zorder_by: list[str] = Field(default_factory=list)
     retention: str = Field(default="7 days", pattern=INTERVAL)
+    # Who rewrites the files: Delta's OPTIMIZE in the Spark session (tasks across the
+    # cluster), or delta-rs in the job's own process (no JVM tasks: much faster on tables of
+    # many small files, bounded by one machine). VACUUM is Spark's either way.
+    engine: Literal["spark", "delta-rs"] = "spark"
 
     @field_validator("retention")
     @classmethod
@@ -647,9 +651,7 @@ class Pipeline(StrictModel):
             owner = self.curated.get(name.removesuffix("_history"))
             curated = owner if owner is not None and owner.history else None
         if curated is None:
-            names = sorted(self.curated) + sorted(
-                f"{n}_history" for n, c in self.curated.items() if c.history
-            )
+            names = sorted(self.curated_table_names())
             raise ValueError(
                 f"no curated table named {name!r} (curated: {', '.join(names) or 'none'})"
             )
@@ -666,12 +668,9 @@ class Pipeline(StrictModel):
         if crawl_jobs and not self.crawlers:
             raise ValueError(f"jobs.{crawl_jobs[0]}: a crawl job needs crawlers to run")
         # The catalog job's Glue tables, which a crawled table must not overwrite.
-        layer_tables = [(layer, list(self.tables)) for layer in STREAMING_LAYERS]
-        layer_tables.append((CURATED, list(self.curated)))
         lake_tables = {
             (self.glue_database(layer), glue_name(table) + suffix)
-            for layer, tables in layer_tables
-            for table in tables
+            for layer, table in self.lake_table_names()
             for suffix in ("", "_manifest")
         }
         seen: dict[tuple[str, str], str] = {}
@@ -697,6 +696,20 @@ class Pipeline(StrictModel):
     def crawler_table(self, crawler: str) -> str:
         """The Glue table a crawler registers: its ``table``, else its name as Glue spells it."""
         return self.crawlers[crawler].table or glue_name(crawler)
+
+    def curated_table_names(self) -> list[str]:
+        """Every curated table the declarations write: each declared one, and the SCD type 2
+        companion ``<name>_history`` of each that keeps history."""
+        return [
+            *self.curated,
+            *(f"{name}_history" for name, table in self.curated.items() if table.history),
+        ]
+
+    def lake_table_names(self) -> list[tuple[str, str]]:
+        """(layer, table) of every lake table the pipeline's jobs write, ``_meta`` aside:
+        the one list the catalog, compaction, queries and the crawlers' checks go by."""
+        names = [(layer, table) for table in self.tables for layer in STREAMING_LAYERS]
+        return names + [(CURATED, name) for name in self.curated_table_names()]
 
     def glue_database(self, layer: str) -> str:
         """The Glue database of ``layer``'s tables."""

@@ -52,6 +52,38 @@ def read_rows(path: str, settings: Settings, columns: list[str] | None = None) -
     return open_delta_table(path, settings).to_pyarrow_table(columns=columns)
 
 
+def optimize(path: str, settings: Settings, zorder_by: list[str]) -> tuple[int, int]:
+    """Bin-pack (or Z-order) the table's files with delta-rs; (files added, files removed).
+    Its commit is a dataChange=false rewrite like Spark's OPTIMIZE, and it leaves the log to
+    Spark: no checkpoint written, no expired log entries removed, which the streaming
+    readers' positions may still need."""
+    from deltalake import PostCommitHookProperties
+
+    table = open_delta_table(path, settings)
+    hooks = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+    if zorder_by:
+        metrics = table.optimize.z_order(zorder_by, post_commithook_properties=hooks)
+    else:
+        metrics = table.optimize.compact(post_commithook_properties=hooks)
+    return int(metrics["numFilesAdded"]), int(metrics["numFilesRemoved"])
+
+
+def changed_values(
+    path: str, settings: Settings, after: int, upto: int, columns: list[str]
+) -> set[tuple[Any, ...]]:
+    """The distinct values of ``columns`` among the rows the commits after version ``after``
+    up to ``upto`` changed (the change data feed, read without Spark: milliseconds where a
+    Spark read takes a second). Raises when the feed cannot say (off, or files vacuumed)."""
+    import pyarrow as pa
+
+    feed = pa.table(
+        open_delta_table(path, settings)
+        .load_cdf(starting_version=after + 1, ending_version=upto, columns=columns)
+        .read_all()
+    )
+    return set(zip(*(feed.column(c).to_pylist() for c in columns), strict=True))
+
+
 def version_and_id(path: str, settings: Settings) -> tuple[int, str] | None:
     """The table's current version and its Delta table id; None before its first commit."""
     if not delta_table_exists(path, settings):
@@ -142,6 +174,23 @@ MAINTENANCE_OPERATIONS = frozenset(
 )
 
 
+# Row counts a MERGE or a write reports in its commit; all zero means it changed nothing (a
+# curated MERGE whose recomputed rows equal the table's still commits).
+ROW_CHANGE_METRICS = {
+    "MERGE": ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted"),
+    "WRITE": ("numOutputRows",),
+}
+
+
+def changed_no_rows(commit: dict[str, Any]) -> bool:
+    """Whether the commit says it changed no row (False when it does not say)."""
+    names = ROW_CHANGE_METRICS.get(str(commit.get("operation")))
+    metrics = commit.get("operationMetrics") or {}
+    if names is None or not all(name in metrics for name in names):
+        return False
+    return all(int(metrics[name]) == 0 for name in names)
+
+
 def last_data_change(path: str, settings: Settings, upto: int) -> tuple[int, datetime] | None:
     """The version and commit time of the newest commit at or before version ``upto`` that
     changed the table's rows (not a compaction, VACUUM or definition change); None if the
@@ -153,6 +202,8 @@ def last_data_change(path: str, settings: Settings, upto: int) -> tuple[int, dat
     for commit in open_delta_table(path, settings).history(HISTORY_DEPTH):
         version = int(commit["version"])
         if version > upto or commit.get("operation") in MAINTENANCE_OPERATIONS:
+            continue
+        if changed_no_rows(commit):
             continue
         return version, datetime.fromtimestamp(int(commit["timestamp"]) / 1000, UTC)
     return None

@@ -72,6 +72,21 @@ class LocationFiles:
         bucket, key = self._bucket_key(name)
         self._client().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
 
+    def modified(self, name: str) -> float | None:
+        """The file's modification time (epoch seconds), None if it does not exist."""
+        if not self.on_s3:
+            path = self._local(name)
+            return path.stat().st_mtime if path.is_file() else None
+        bucket, key = self._bucket_key(name)
+        client = self._client()
+        try:
+            answer = client.head_object(Bucket=bucket, Key=key)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None
+            raise
+        return float(answer["LastModified"].timestamp())
+
     def names(self, directory: str) -> list[str]:
         """The names of the files directly under ``directory`` (empty if there is none)."""
         if not self.on_s3:
@@ -180,6 +195,8 @@ class S3RangeReader(io.RawIOBase):
         wanted = min(len(buffer), self.size - self.position)
         if wanted <= 0:
             return 0
+        from botocore.exceptions import BotoCoreError
+
         end = self.position + wanted - 1
         try:
             answer = self.s3.get_object(
@@ -189,6 +206,8 @@ class S3RangeReader(io.RawIOBase):
         except self.s3.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             raise OSError(f"s3://{self.bucket}/{self.key}: {error.get('Code', '?')}") from exc
+        except BotoCoreError as exc:  # the connection dropped, the body was cut short
+            raise OSError(f"s3://{self.bucket}/{self.key}: {exc}") from exc
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)

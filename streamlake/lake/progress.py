@@ -8,9 +8,11 @@ them must be idempotent (a MERGE that compares before it changes anything is).""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from streamlake.lake.spark_delta import ensure_table, read_table
+from streamlake.config.settings import Settings
+from streamlake.lake.delta_rs import read_rows
+from streamlake.lake.spark_delta import ensure_table
 from streamlake.lake.tables import INPUT_VERSIONS
 
 if TYPE_CHECKING:
@@ -25,22 +27,21 @@ class InputVersion:
     table_id: str
 
 
-def read_input_versions(spark: SparkSession, path: str, consumer: str) -> dict[str, InputVersion]:
-    """Input -> what ``consumer`` last recorded for it (empty: it never ran)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    table = read_table(spark, path)
+def read_input_versions(path: str, consumer: str, settings: Settings) -> dict[str, InputVersion]:
+    """Input -> what ``consumer`` last recorded for it (empty: it never ran). Read through
+    delta-rs: a small table a Spark read would take a second to open."""
+    table = read_rows(path, settings, ["consumer", "input", "version", "table_id", "recorded_at"])
     if table is None:
         return {}
-    newest = Window.partitionBy("input").orderBy(F.col("recorded_at").desc())
-    rows = (
-        table.where(F.col("consumer") == consumer)
-        .withColumn("rank", F.row_number().over(newest))
-        .where("rank = 1")
-        .collect()
-    )
-    return {str(r["input"]): InputVersion(int(r["version"]), str(r["table_id"])) for r in rows}
+    newest: dict[str, tuple[Any, InputVersion]] = {}
+    for row in table.to_pylist():
+        if row["consumer"] != consumer:
+            continue
+        seen = newest.get(row["input"])
+        if seen is None or row["recorded_at"] > seen[0]:
+            version = InputVersion(int(row["version"]), str(row["table_id"]))
+            newest[row["input"]] = (row["recorded_at"], version)
+    return {name: version for name, (_, version) in newest.items()}
 
 
 def record_input_versions(

@@ -24,7 +24,7 @@ from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import StreamlakeError, UsageError, first_line
 from streamlake.lake.delta_rs import delta_table_exists, open_delta_table
-from streamlake.lake.tables import CURATED, LAYERS, META_TABLES, STREAMING_LAYERS
+from streamlake.lake.tables import CURATED, LAYERS, META_TABLES
 
 if TYPE_CHECKING:
     import duckdb
@@ -137,19 +137,13 @@ def lake_tables(pipeline: Pipeline, settings: Settings) -> dict[str, LakeTable]:
 
 
 def declared_tables(pipeline: Pipeline, settings: Settings) -> list[LakeTable]:
+    """The lake tables the pipeline declares, ``_meta`` included."""
     lake = settings.lake
     declared = [
         LakeTable(layer, name, lake.table_path(layer, name))
-        for name in pipeline.tables
-        for layer in STREAMING_LAYERS
+        for layer, name in pipeline.lake_table_names()
     ]
-    curated = [
-        *pipeline.curated,
-        *(f"{name}_history" for name, table in pipeline.curated.items() if table.history),
-    ]
-    declared += [LakeTable(CURATED, name, lake.table_path(CURATED, name)) for name in curated]
-    declared += [LakeTable(META, name, lake.meta_path(name)) for name in META_TABLES]
-    return declared
+    return declared + [LakeTable(META, name, lake.meta_path(name)) for name in META_TABLES]
 
 
 def found_tables(settings: Settings) -> list[LakeTable]:

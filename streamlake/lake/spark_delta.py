@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamlake.lake.tables import Contract
@@ -159,6 +158,7 @@ CONFLICTS = (
     "MetadataChangedException",
     "ProtocolChangedException",
     "DELTA_CONCURRENT_",
+    "CommitFailedError",  # delta-rs's, once its own retries found a real conflict
 )
 CONFLICT_ATTEMPTS = 5
 
@@ -241,22 +241,28 @@ def merge_rows(
     keys: list[str],
     partition_by: tuple[str, ...] = (),
     delete_unmatched: str | None = None,
+    match_scope: str | None = None,
 ) -> MergeCounts:
     """Make the table at ``path`` hold ``rows`` (at most one per key): insert new keys,
     update a key's row only where a value differs (so a rerun changes nothing), and delete
     the table's rows no source row matches where ``delete_unmatched`` (a condition on the
-    table's row, ``t.``; ``"true"`` for all) holds. Creates the table on first use."""
+    table's row, ``t.``; ``"true"`` for all) holds. ``match_scope``, a condition on the
+    table's row no matching row can fail, lets Delta skip the files outside it. Creates the
+    table on first use."""
     from delta.tables import DeltaTable
 
     if not table_exists(spark, path):
         rows.write.format("delta").partitionBy(*partition_by).save(path)
         return MergeCounts(inserted=int(spark.read.format("delta").load(path).count()))
     on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
+    if match_scope is not None:
+        on = f"({match_scope}) AND {on}"
     values = [c for c in rows.columns if c not in keys]
-    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values)
 
     def execute() -> DataFrame:
-        merge = DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), on)
+        table = DeltaTable.forPath(spark, path)
+        differs = differing_values(values, table.toDF().columns)
+        merge = table.alias("t").merge(rows.alias("s"), on)
         merge = merge.withSchemaEvolution()
         if differs:
             merge = merge.whenMatchedUpdateAll(condition=differs)
@@ -268,13 +274,11 @@ def merge_rows(
     return MergeCounts.of(retry_on_conflict(f"merge into {path}", execute))
 
 
-def commit_time(spark: SparkSession, path: str, version: int) -> datetime | None:
-    """When ``version`` of the table was committed; None if the log no longer has it."""
-    from delta.tables import DeltaTable
-
-    newest = table_version(spark, path)
-    if newest is None or version > newest:
-        return None
-    history = DeltaTable.forPath(spark, path).history(newest - version + 1)
-    row = history.where(f"version = {int(version)}").select("timestamp").first()
-    return None if row is None else row[0]
+def differing_values(values: list[str], target_columns: list[str]) -> str:
+    """The condition under which a matched row needs an update: a value differs, or a
+    column the table does not have yet (schema evolution adds it) holds something."""
+    present = {c.lower() for c in target_columns}
+    return " OR ".join(
+        f"NOT (t.`{c}` <=> s.`{c}`)" if c.lower() in present else f"s.`{c}` IS NOT NULL"
+        for c in values
+    )

@@ -18,7 +18,7 @@ from batch.jobs import BatchRun, run_batch_job
 from batch.report import BatchReport
 from connectors.aws import aws_endpoint
 from streamlake.config.pipeline import Catalog, Pipeline
-from streamlake.config.settings import Settings
+from streamlake.config.settings import LakeSettings, Settings
 from streamlake.errors import EXIT_JOB_FAILED, CatalogError
 from streamlake.lake.delta_rs import open_delta_table
 from streamlake.paths import checkout_root
@@ -260,6 +260,47 @@ def test_manifests_follow_appends_schema_changes_compaction_and_deletes(
     ]
     assert not (Path(path) / "_symlink_format_manifest" / "event_date=2024-06-02").exists()
     assert_spectrum_sees_the_table(glue, database, path, lake)
+
+
+def test_on_s3_manifests_name_s3_paths_and_history_tables_are_registered(
+    spark: Any, loaded: Any, settings: Settings, glue: Any
+) -> None:
+    """A lake on S3 (the local AWS server): Delta names its files s3a://, which Spectrum does
+    not read, so the manifests the catalog leaves must say s3://, and list exactly delta-rs's
+    active files. The SCD type 2 companion of a declared curated table is registered too,
+    though an S3 lake is never listed."""
+    from decimal import Decimal
+
+    root = f"s3a://shop-lake/tests/{uuid.uuid4().hex}"
+    lake = settings.model_copy(
+        update={"lake": LakeSettings(root=f"{root}/lake", checkpoint_root=f"{root}/cp")}
+    )
+    full: Pipeline = loaded.pipeline
+    pipeline = one_table_pipeline(loaded).model_copy(
+        update={"curated": {"customers": full.curated["customers"]}, "tables": full.tables}
+    )
+    path = lake.lake.table_path("processed", "orders")
+    rows = [(i, "view", Decimal("1.25"), date(f"2024-06-0{1 + i % 2}")) for i in range(10)]
+    spark_write(spark, path, EVENTS_DDL, rows)
+    history = lake.lake.table_path("curated", "customers_history")
+    spark_write(spark, history, "customer_id STRING, valid_from TIMESTAMP", [("c-1", None)])
+
+    report = sync_catalog(catalog_run(pipeline, lake, spark), glue)
+
+    assert outcomes(report)["curated.customers_history"] == "registered"
+    database = f"{pipeline.name}_processed"
+    s3 = aws_endpoint(settings).client("s3")
+    active = set(open_delta_table(path, lake).file_uris())
+    listed = set()
+    for value, partition in glue_partitions(glue, database, "orders_manifest").items():
+        location = partition["StorageDescriptor"]["Location"]
+        assert location.startswith("s3://"), location
+        bucket, key = location.removeprefix("s3://").split("/", 1)
+        text = s3.get_object(Bucket=bucket, Key=f"{key.rstrip('/')}/manifest")["Body"].read()
+        lines = text.decode().split()
+        assert lines and all(line.startswith("s3://") for line in lines), (value, lines)
+        listed |= {unquote(line) for line in lines}
+    assert listed == {unquote(uri) for uri in active}
 
 
 def test_a_run_against_a_missing_database_stops_before_writing(

@@ -370,6 +370,97 @@ def test_current_state_ends_in_the_dynamodb_tables_final_state_whatever_the_arri
     assert_history_consistent(lake_rows(lake, "curated", "customers_history"), final)
 
 
+def customer_change(
+    key: str, sequence: int, op: str = "modify", tier: str = "gold"
+) -> dict[str, Any]:
+    """One change of processed.customers as the process job writes it."""
+    if op == "remove":
+        return {"customer_id": key, "_op": op, "_sequence_number": str(sequence)}
+    return {
+        "customer_id": key,
+        "name": f"{key} {sequence}",
+        "email": f"{key}@mail.example",
+        "country": "DE",
+        "tier": tier,
+        "updated_at": datetime(2026, 11, 20, 12) + timedelta(seconds=sequence),
+        "_op": op,
+        "_sequence_number": str(sequence),
+    }
+
+
+def two_customers_curated(spark: SparkSession, lake: Settings, pipeline: Pipeline) -> None:
+    """c-1 and c-2 inserted, and curated.customers built from them."""
+    changes = [customer_change("c-1", 100), customer_change("c-2", 101)]
+    append_processed(spark, lake, pipeline, "customers", changes)
+    curate(spark, lake, pipeline, only="customers")
+
+
+def state_tiers(lake: Settings) -> dict[str, str]:
+    return {r["customer_id"]: r["tier"] for r in lake_rows(lake, "curated", "customers")}
+
+
+def test_a_crash_between_the_tombstone_and_the_state_still_deletes_and_keeps_it_deleted(
+    spark: SparkSession, lake: Settings, loaded: LoadedConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete's tombstone is written, then the run dies before the state table: the rerun
+    reads the same changes and removes the key, and an older change arriving after that does
+    not bring it back."""
+    import batch.curated_state
+
+    pipeline = loaded.pipeline
+    two_customers_curated(spark, lake, pipeline)
+    append_processed(spark, lake, pipeline, "customers", [customer_change("c-1", 200, "remove")])
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("killed after the tombstones")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batch.curated_state, "apply_to_state", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            curate(spark, lake, pipeline, only="customers")
+    tombstones = lake_rows(lake, "_meta", "cdc_tombstones")
+    assert [(t["key"], t["sequence_number"]) for t in tombstones] == [
+        ('{"customer_id":"c-1"}', "200")
+    ]
+    assert set(state_tiers(lake)) == {"c-1", "c-2"}  # the state was not written
+
+    curate(spark, lake, pipeline, only="customers")
+    assert set(state_tiers(lake)) == {"c-2"}
+    append_processed(spark, lake, pipeline, "customers", [customer_change("c-1", 150, "modify")])
+    curate(spark, lake, pipeline, only="customers")
+    assert set(state_tiers(lake)) == {"c-2"}
+    history = lake_rows(lake, "curated", "customers_history")
+    assert not [r for r in history if r["customer_id"] == "c-1" and r["is_current"]]
+
+
+def test_a_change_feed_that_cannot_be_read_rebuilds_the_state_from_the_whole_input(
+    spark: SparkSession,
+    lake: Settings,
+    loaded: LoadedConfig,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The change feed was switched off for some commits: the run says so and rebuilds the
+    state, its history and the tombstones from the whole input, which ends right."""
+    pipeline = loaded.pipeline
+    path = lake.lake.table_path("processed", "customers")
+    two_customers_curated(spark, lake, pipeline)
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = false)")
+    changes = [customer_change("c-2", 300, "remove"), customer_change("c-3", 301, tier="silver")]
+    append_processed(spark, lake, pipeline, "customers", changes)
+
+    report = curate(spark, lake, pipeline, only="customers")
+
+    assert "(whole)" in outcome(report, "curated.customers").detail
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    assert state_tiers(lake) == {"c-1": "gold", "c-3": "silver"}
+    current = {
+        r["customer_id"] for r in lake_rows(lake, "curated", "customers_history") if r["is_current"]
+    }
+    assert current == {"c-1", "c-3"}
+    tombstones = lake_rows(lake, "_meta", "cdc_tombstones")
+    assert [t["key"] for t in tombstones] == ['{"customer_id":"c-2"}']
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 

@@ -46,3 +46,46 @@ def test_delta_on_s3a_against_the_local_s3(spark: Any, settings: Any) -> None:
     key_prefix = path.split("shop-lake/", 1)[1]
     listed = s3.list_objects_v2(Bucket="shop-lake", Prefix=f"{key_prefix}/_delta_log/")
     assert any(o["Key"].endswith("00000000000000000001.json") for o in listed["Contents"])
+
+
+def test_a_merge_adding_a_column_fills_it_and_a_rerun_changes_nothing(
+    spark: Any, settings: Any, tmp_path: Any
+) -> None:
+    """An edited curated definition gains a column: the MERGE adds it to the table and fills
+    it on rows whose other values are unchanged; the same rows again change nothing."""
+    from streamlake.lake.spark_delta import merge_rows
+
+    path = str(tmp_path / "curated")
+    first = spark.createDataFrame([("a", 1), ("b", 2)], "k STRING, n INT")
+    merge_rows(spark, path, first, ["k"])
+    wider = spark.createDataFrame([("a", 1, "x"), ("b", 2, None)], "k STRING, n INT, note STRING")
+
+    counts = merge_rows(spark, path, wider, ["k"])
+
+    assert (counts.inserted, counts.updated, counts.deleted) == (0, 1, 0)
+    rows = open_delta_table(path, settings).to_pyarrow_table().to_pylist()
+    assert sorted(rows, key=lambda r: r["k"]) == [
+        {"k": "a", "n": 1, "note": "x"},
+        {"k": "b", "n": 2, "note": None},
+    ]
+    assert merge_rows(spark, path, wider, ["k"]).changed == 0
+
+
+def test_a_merge_that_changed_no_row_is_not_a_change_of_data(
+    spark: Any, settings: Any, tmp_path: Any
+) -> None:
+    """Freshness of a curated table goes by its last commit that changed rows: a MERGE of
+    the rows the table already holds commits, and does not count."""
+    from streamlake.lake.delta_rs import last_data_change
+    from streamlake.lake.spark_delta import merge_rows
+
+    path = str(tmp_path / "curated")
+    rows = spark.createDataFrame([("a", 1), ("b", 2)], "k STRING, n INT")
+    merge_rows(spark, path, rows, ["k"])
+    merge_rows(spark, path, rows, ["k"])
+    assert open_delta_table(path, settings).version() == 1
+    change = last_data_change(path, settings, 1)
+    assert change is not None and change[0] == 0
+    merge_rows(spark, path, spark.createDataFrame([("a", 5)], "k STRING, n INT"), ["k"])
+    change = last_data_change(path, settings, 2)
+    assert change is not None and change[0] == 2

@@ -335,7 +335,7 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "  curated.customers:\n    - {name: customers_unique",
             "  curated.customer:\n    - {name: customers_unique",
             "quality.curated.customer: no curated table named 'customer' (curated: customers, "
-            "daily_revenue, funnel, customers_history)",
+            "customers_history, daily_revenue, funnel)",
         ),
         (
             "column: customer_id, min_ratio: 0.99}",
@@ -406,6 +406,12 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "registers a lake table",
         ),
         (
+            "daily_revenue/\n    format: json\n",
+            "daily_revenue/\n    table: customers_history\n    database: shop_curated\n",
+            "crawlers.daily_revenue_export: shop_curated.customers_history is where the catalog "
+            "job registers a lake table",
+        ),
+        (
             "crawlers:\n  daily_revenue_export:",
             "crawlers: {}\nunused:\n  daily_revenue_export:",
             "unused: unknown key",
@@ -456,6 +462,7 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "quality-job-kind",
         "crawler-path",
         "crawler-over-a-lake-table",
+        "crawler-over-a-history-table",
         "crawler-unknown-key",
         "two-crawlers-one-table",
     ],

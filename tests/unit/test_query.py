@@ -30,8 +30,8 @@ def at(day: date, hour: int) -> datetime:
 
 
 def write_lake(root: Path) -> None:
-    """processed.orders (partitioned by event_date) and curated.customers, which the
-    pipeline does not declare yet: found on disk."""
+    """processed.orders (partitioned by event_date), curated.customers, and
+    curated.by_hand, which the pipeline does not declare: a table written outside it."""
     orders = pa.table(
         {
             "order_id": ["o1", "o2", "o3"],
@@ -48,6 +48,7 @@ def write_lake(root: Path) -> None:
     write_deltalake(str(root / "processed" / "orders"), orders, partition_by=["event_date"])
     customers = pa.table({"customer_id": ["c1", "c2"], "name": ["Ada", 'Bo, "B"']})
     write_deltalake(str(root / "curated" / "customers"), customers)
+    write_deltalake(str(root / "curated" / "by_hand"), pa.table({"note": ["kept"]}))
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,10 @@ def test_a_join_and_aggregate_across_two_layers(lake: Path) -> None:
     assert result.columns == ("name", "orders", "revenue")
     assert result.rows == [("Ada", 2, Decimal("11.50")), ('Bo, "B"', 1, Decimal("3.25"))]
     assert not result.truncated
+
+
+def test_a_table_the_pipeline_does_not_declare_is_found_on_a_local_lake(lake: Path) -> None:
+    assert query(lake, "select note from curated.by_hand").records() == [{"note": "kept"}]
 
 
 def test_a_partition_filter_reads_only_its_partition(tmp_path: Path) -> None:
@@ -195,7 +200,8 @@ def test_an_unknown_table_names_it_and_lists_the_tables(lake: Path) -> None:
         query(lake, "select * from processed.ordres")
     assert raised.value.exit_code == EXIT_BAD_USAGE
     assert str(raised.value) == (
-        "no table processed.ordres in the lake (tables: curated.customers, processed.orders)"
+        "no table processed.ordres in the lake (tables: curated.by_hand, curated.customers, "
+        "processed.orders)"
     )
 
     result = cli(lake, "select * from processed.ordres")
