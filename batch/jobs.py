@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from batch.report import BatchReport
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
-from streamlake.errors import UsageError
+from streamlake.errors import DataLossError, UsageError, first_line
+from streamlake.notifications import Notifier
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -32,6 +33,7 @@ class BatchRun:
     # Where the pipeline was read from, for errors that point into it.
     pipeline_file: str = "pipeline.yaml"
     progress: Callable[[str], None] = lambda _line: None
+    notifier: Notifier = field(default_factory=Notifier)
     _spark: SparkSession | None = field(default=None, repr=False)
 
     @property
@@ -77,6 +79,30 @@ def run_batch_job(run: BatchRun) -> BatchReport:
             f"batch jobs of the pipeline: {', '.join(batch_jobs) or 'none'}",
         )
     started = time.monotonic()
-    report = runners()[job.kind](run)
+    notify = run.notifier.notify
+    notify("job_started", run.job, f"{run.job} started", table=run.only or "")
+    try:
+        report = runners()[job.kind](run)
+    except Exception as exc:
+        if isinstance(exc, DataLossError):
+            notify("data_loss", run.job, f"{run.job}: data lost", first_line(exc))
+        notify("job_failed", run.job, f"{run.job} failed", first_line(exc), run.only or "")
+        raise
     report.seconds = time.monotonic() - started
+    notify_outcome(run, job.kind, report)
     return report
+
+
+def notify_outcome(run: BatchRun, kind: str, report: BatchReport) -> None:
+    """A failed quality job is a data-quality breach besides a failed job."""
+    if report.failed is None:
+        detail = f"{len(report.tables)} tables in {report.seconds:.1f}s"
+        run.notifier.notify(
+            "job_succeeded", run.job, f"{run.job} succeeded", detail, run.only or ""
+        )
+        return
+    if kind == "quality":
+        run.notifier.notify(
+            "quality_breach", run.job, f"{run.job}: a blocking rule failed", report.failed
+        )
+    run.notifier.notify("job_failed", run.job, f"{run.job} failed", report.failed, run.only or "")

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import queue
+import threading
 from typing import Any
+
+from connectors.aws import AwsEndpoint
+from streamlake.config.pipeline import Notifications
+from streamlake.errors import ResourceError
+from streamlake.notifications import EVENTS, Event, Notification, Notifier
+
+log = logging.getLogger(__name__)
 
 
 def topic_arn(sns: Any, name: str) -> str | None:
@@ -24,3 +35,112 @@ def ensure_topic(sns: Any, name: str) -> bool:
     existed = topic_exists(sns, name)
     sns.create_topic(Name=name)
     return not existed
+
+
+class SnsNotifier(Notifier):
+    """Publishes notifications to one SNS topic from a background thread, with the event,
+    job, table and severity as message attributes. At most once: a publish that failed is
+    logged and counted, not retried past botocore's own retries (kept short, so that a
+    queue behind an unreachable SNS drains within ``close``'s wait)."""
+
+    def __init__(self, sns: Any, topic: str, events: frozenset[Event] = frozenset(EVENTS)) -> None:
+        super().__init__(events)
+        self.sns = sns
+        self.topic = topic
+        self._arn: str | None = topic if topic.startswith("arn:") else None
+        self._queue: queue.Queue[Notification | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, notification: Notification) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="sns-notifier", daemon=True)
+            self._thread.start()
+        self._queue.put(notification)
+
+    def _drain(self) -> None:
+        while (notification := self._queue.get()) is not None:
+            self.attempt(notification)
+
+    def deliver(self, notification: Notification) -> None:
+        if self._arn is None:
+            arn = topic_arn(self.sns, self.topic)
+            if arn is None:
+                raise ResourceError(f"SNS topic {self.topic} does not exist", "run local up")
+            self._arn = arn
+        self.sns.publish(
+            TopicArn=self._arn,
+            Subject=notification.subject,
+            Message=json.dumps(notification.as_dict()),
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in notification.attributes().items()
+            },
+        )
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("notifications still queued after %.0fs: not sent", timeout_s)
+        self._thread = None
+
+
+def notifier_for(notifications: Notifications, endpoint: AwsEndpoint) -> Notifier:
+    """The pipeline's notifier: SNS when a topic is configured, else one that sends none."""
+    events = frozenset(notifications.events)
+    if notifications.topic is None:
+        return Notifier(events)
+    # A short timeout and two attempts: an unreachable SNS costs the background thread
+    # seconds, not minutes.
+    sns = endpoint.client("sns", connect_timeout=2, retries=2)
+    return SnsNotifier(sns, notifications.topic, events)
+
+
+def subscribe_queue(
+    endpoint: AwsEndpoint, topic: str, queue: str, filter_policy: dict[str, Any] | None = None
+) -> str:
+    """Subscribe SQS queue ``queue`` (created if missing) to SNS topic ``topic`` with raw
+    delivery, so each message arrives as published with its attributes; the queue's URL.
+    ``filter_policy`` filters on the message attributes, as a subscriber would."""
+    sns, sqs = endpoint.client("sns"), endpoint.client("sqs")
+    arn = topic if topic.startswith("arn:") else topic_arn(sns, topic)
+    if arn is None:
+        raise ResourceError(f"SNS topic {topic} does not exist", "run local up")
+    url: str = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    attributes = {"RawMessageDelivery": "true"}
+    if filter_policy is not None:
+        attributes["FilterPolicy"] = json.dumps(filter_policy)
+    sns.subscribe(
+        TopicArn=arn,
+        Protocol="sqs",
+        Endpoint=queue_arn["Attributes"]["QueueArn"],
+        Attributes=attributes,
+        ReturnSubscriptionArn=True,
+    )
+    return url
+
+
+def received_notifications(endpoint: AwsEndpoint, queue_url: str) -> list[dict[str, Any]]:
+    """The notifications waiting in the queue (taken off it), each as ``attributes`` (the
+    message attributes subscribers filter on) and ``message`` (the published JSON)."""
+    sqs = endpoint.client("sqs")
+    found: list[dict[str, Any]] = []
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            attributes = message.get("MessageAttributes", {})
+            found.append(
+                {
+                    "attributes": {k: v["StringValue"] for k, v in attributes.items()},
+                    "message": json.loads(message["Body"]),
+                }
+            )
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

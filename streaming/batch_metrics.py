@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, ensure_table
 from streamlake.lake.tables import BATCH_METRICS
+from streamlake.notifications import DEFAULT_QUARANTINE_RATIO, Notifier
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
-
-ALERT_QUARANTINE_RATIO = 0.05
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,6 @@ class BatchCounts:
     def quarantine_ratio(self) -> float:
         return self.quarantine_total / self.rows_in if self.rows_in else 0.0
 
-    @property
-    def alert(self) -> bool:
-        return self.quarantine_ratio > ALERT_QUARANTINE_RATIO
-
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -51,7 +46,7 @@ class BatchCounts:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
-    def fields(self, job: str, batch_id: int) -> dict[str, Any]:
+    def fields(self, job: str, batch_id: int, alert_ratio: float) -> dict[str, Any]:
         """The metrics row's values, in the contract's column order (without recorded_at)."""
         return {
             "job": job,
@@ -63,7 +58,7 @@ class BatchCounts:
             "late": self.late,
             "no_event_time": self.no_event_time,
             "quarantine_ratio": round(self.quarantine_ratio, 4),
-            "alert": self.alert,
+            "alert": self.quarantine_ratio > alert_ratio,
             "quarantined_by_kind": dict(self.quarantined),
         }
 
@@ -81,8 +76,13 @@ class MetricsRecorder:
         target: IdempotentDeltaAppend,
         recorded_through: Callable[[str], int | None] | None = None,
         background: bool = True,
+        alert_ratio: float = DEFAULT_QUARANTINE_RATIO,
+        notifier: Notifier | None = None,
     ) -> None:
         self.job = job
+        # A batch quarantining more than this share of its records raises an alert.
+        self.alert_ratio = alert_ratio
+        self.notifier = notifier or Notifier()
         self.target = target
         # The last batch id the metrics table holds for a txn app id (None: none).
         self.recorded_through = recorded_through
@@ -94,7 +94,10 @@ class MetricsRecorder:
 
     def record(self, spark: SparkSession, batch_id: int, counts: BatchCounts) -> None:
         """Called after the batch's data committed."""
-        log_batch(self.job, batch_id, counts, counts.fields(self.job, batch_id))
+        fields = counts.fields(self.job, batch_id, self.alert_ratio)
+        log_batch(self.job, batch_id, counts, fields)
+        if fields["alert"]:
+            self.alert(batch_id, counts, fields)
         with self._lock:
             self.unwritten.append((batch_id, counts))
         if not self.background:
@@ -104,6 +107,19 @@ class MetricsRecorder:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"metrics-{self.job}")
         self._pending = [f for f in self._pending if not f.done()]
         self._pending.append(self._writer.submit(self._write, spark))
+
+    def alert(self, batch_id: int, counts: BatchCounts, fields: dict[str, Any]) -> None:
+        """A batch quarantined more than ``alert_ratio`` of its records: a warning line and a
+        quality breach notification."""
+        text = (
+            f"job {self.job} batch {batch_id} quarantined {100 * counts.quarantine_ratio:.1f}% "
+            f"of its records (threshold {100 * self.alert_ratio:.0f}%)"
+        )
+        log.warning("alert: %s", text, extra={"fields": {**fields, "alert": "quarantine_ratio"}})
+        by_kind = ", ".join(f"{k} {v}" for k, v in sorted(counts.quarantined.items()))
+        self.notifier.notify(
+            "quality_breach", self.job, f"{self.job}: quarantine ratio", f"{text}: {by_kind}"
+        )
 
     def catch_up(self, spark: SparkSession, committed: dict[int, dict[str, Any]]) -> None:
         """Called at a run's first batch with the counts of the batches whose data committed
@@ -144,7 +160,9 @@ class MetricsRecorder:
             rows = list(self.unwritten)
         if not rows:
             return
-        values = [(*counts.fields(self.job, b).values(), None) for b, counts in rows]
+        values = [
+            (*counts.fields(self.job, b, self.alert_ratio).values(), None) for b, counts in rows
+        ]
         frame = spark.createDataFrame(values, BATCH_METRICS.ddl)
         try:
             self.target.write(frame.withColumn("recorded_at", F.current_timestamp()), rows[-1][0])
@@ -175,15 +193,6 @@ def log_batch(job: str, batch_id: int, counts: BatchCounts, fields: dict[str, An
         counts.no_event_time,
         extra={"fields": fields},
     )
-    if counts.alert:
-        log.warning(
-            "alert: job %s batch %s quarantined %.1f%% of its records (threshold %.0f%%)",
-            job,
-            batch_id,
-            100 * counts.quarantine_ratio,
-            100 * ALERT_QUARANTINE_RATIO,
-            extra={"fields": {**fields, "alert": "quarantine_ratio"}},
-        )
 
 
 def ensure_metrics_table(spark: SparkSession, path: str) -> None:

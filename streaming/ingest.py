@@ -21,6 +21,7 @@ from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, ensure_table
 from streamlake.lake.tables import RAW
+from streamlake.notifications import Notifier
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -35,6 +36,7 @@ def ingest_job(
     available_now: bool = False,
     recover: Recovery | None = None,
     accepted_gaps: tuple[str, ...] = (),
+    notifier: Notifier | None = None,
 ) -> StreamJob:
     """The job, once its checkpoint agrees with raw.<table> (see ``checkpoint_guard``)."""
     job = pipeline.jobs[name]
@@ -71,7 +73,7 @@ def ingest_job(
     if inline is not None:
         leases = table_leases(settings)
         leases.take(job.table, inline)  # a replay of the table refuses to run meanwhile
-        process = process_writer(spark, inline, pipeline, settings, checkpoint, files)
+        process = process_writer(spark, inline, pipeline, settings, checkpoint, files, notifier)
         writer = replace(writer, process=process)
         heartbeat = partial(leases.take, job.table, inline)
         on_stop = partial(stop_processing, process, leases, job.table, inline)

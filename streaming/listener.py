@@ -8,6 +8,8 @@ from typing import Any
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from streamlake.notifications import Notifier
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +56,16 @@ def batch_fields(progress: Any) -> dict[str, Any]:
 
 
 class BatchLogListener(StreamingQueryListener):
-    """Called by Spark on the driver: at query start, after every batch, at termination."""
+    """Called by Spark on the driver: at query start, after every batch, at termination.
+    With a ``notifier`` and ``lag_threshold``, a job whose source lag goes past the
+    threshold raises one source lag notification, and another only once it has caught up
+    in between."""
+
+    def __init__(self, notifier: Notifier | None = None, lag_threshold: int | None = None):
+        super().__init__()
+        self.notifier = notifier or Notifier()
+        self.lag_threshold = lag_threshold
+        self.lagging: set[str] = set()
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's hook names)
         log.info("job %s started (run %s)", event.name, event.runId)
@@ -71,6 +82,21 @@ class BatchLogListener(StreamingQueryListener):
             "n/a" if fields["source_lag"] is None else fields["source_lag"],
             extra={"fields": fields},
         )
+        self.check_lag(fields["job"], fields["source_lag"])
+
+    def check_lag(self, job: str, lag: int | None) -> None:
+        if self.lag_threshold is None or lag is None:
+            return
+        if lag <= self.lag_threshold:
+            self.lagging.discard(job)
+        elif job not in self.lagging:
+            self.lagging.add(job)
+            self.notifier.notify(
+                "source_lag",
+                job,
+                f"{job}: source lag {lag} records",
+                f"job {job} trails its source by {lag} records (threshold {self.lag_threshold})",
+            )
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         """No new data at this trigger; nothing to log."""

@@ -30,7 +30,7 @@ from streaming.transforms.drift import known_fields, needs_schema_merge, new_fie
 from streaming.transforms.shape import processed_rows, quarantine_rows
 from streaming.transforms.spec import TableSpec
 from streaming.transforms.summary import summarize
-from streamlake.config.pipeline import Pipeline
+from streamlake.config.pipeline import Notifications, Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
 from streamlake.faults import Faults
@@ -39,6 +39,7 @@ from streamlake.lake.delta_rs import last_transaction_version
 from streamlake.lake.leases import LEASES, TableLeases
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table, table_exists
 from streamlake.lake.tables import PROCESSED_PARTITION
+from streamlake.notifications import Notifier
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -56,8 +57,17 @@ class ProcessTargets:
     metrics: MetricsRecorder
 
     @classmethod
-    def of(cls, settings: Settings, job: str, table: str, checkpoint: str | None) -> ProcessTargets:
+    def of(
+        cls,
+        settings: Settings,
+        job: str,
+        table: str,
+        checkpoint: str | None,
+        notifications: Notifications | None = None,
+        notifier: Notifier | None = None,
+    ) -> ProcessTargets:
         lake = settings.lake
+        notifications = notifications or Notifications()
 
         def append(path: str, *partition_by: str) -> IdempotentDeltaAppend:
             return IdempotentDeltaAppend(path, job, partition_by, checkpoint=checkpoint)
@@ -67,7 +77,13 @@ class ProcessTargets:
         return cls(
             processed=append(lake.table_path("processed", table), PROCESSED_PARTITION),
             quarantine=append(lake.table_path("quarantine", table)),
-            metrics=MetricsRecorder(job, append(metrics_path), recorded_through),
+            metrics=MetricsRecorder(
+                job,
+                append(metrics_path),
+                recorded_through,
+                alert_ratio=notifications.quarantine_ratio,
+                notifier=notifier,
+            ),
         )
 
 
@@ -77,8 +93,10 @@ def process_job(
     pipeline: Pipeline,
     settings: Settings,
     recover: Recovery | None = None,
+    notifier: Notifier | None = None,
 ) -> StreamJob:
-    """The job, once its checkpoint agrees with processed.<table> (see ``checkpoint_guard``)."""
+    """The job, once its checkpoint agrees with processed.<table> (see ``checkpoint_guard``).
+    ``notifier`` hears of batches quarantining too much."""
     job = pipeline.jobs[name]
     if job.kind != "process" or job.table is None:
         raise UsageError(f"{name} is not a process job")
@@ -109,7 +127,7 @@ def process_job(
     if job.max_bytes_per_trigger or not job.max_files_per_trigger:
         limit = job.max_bytes_per_trigger or DEFAULT_MAX_BYTES_PER_TRIGGER
         reader = reader.option("maxBytesPerTrigger", limit)
-    writer = process_writer(spark, name, pipeline, settings, checkpoint, files)
+    writer = process_writer(spark, name, pipeline, settings, checkpoint, files, notifier)
     return StreamJob(
         name=name,
         frame=reader.load(raw_path),
@@ -128,6 +146,7 @@ def process_writer(
     settings: Settings,
     checkpoint: str,
     files: CheckpointFiles,
+    notifier: Notifier | None = None,
 ) -> ProcessBatchWriter:
     """The batch function of process job ``name``, for the stream whose checkpoint is
     ``checkpoint`` (its own, or its ingest job's when it runs inline)."""
@@ -137,7 +156,7 @@ def process_writer(
     spec = TableSpec.of(spark, job.table, pipeline.tables[job.table])
     return ProcessBatchWriter(
         spec,
-        ProcessTargets.of(settings, name, job.table, checkpoint),
+        ProcessTargets.of(settings, name, job.table, checkpoint, pipeline.notifications, notifier),
         avro_decoder(spec.table, settings),
         files,
         settings.faults,

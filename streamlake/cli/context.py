@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from rich.console import Console
 from connectors.aws import read_secret
 from connectors.registry import check_pipeline
 from streamlake.config import LoadedConfig, load_config
+from streamlake.notifications import Notifier
 
 
 @dataclass
@@ -20,6 +23,7 @@ class CliContext:
     config_path: Path | None = None
     debug: bool = False
     console: Console = field(default_factory=Console)
+    err_console: Console = field(default_factory=lambda: Console(stderr=True))
     _loaded: LoadedConfig | None = None
 
     def config(self) -> LoadedConfig:
@@ -30,6 +34,28 @@ class CliContext:
             check_pipeline(loaded.pipeline, str(loaded.config_dir / "pipeline.yaml"))
             self._loaded = loaded
         return self._loaded
+
+
+@contextmanager
+def notifying(context: CliContext) -> Iterator[Notifier]:
+    """The pipeline's notifier for one command; at its end, what is queued is sent (waiting
+    a bounded time) and notifications that could not be sent are reported on stderr."""
+    from connectors.aws import aws_endpoint
+    from connectors.sns import notifier_for
+
+    config = context.config()
+    notifier = notifier_for(config.pipeline.notifications, aws_endpoint(config.settings))
+    try:
+        yield notifier
+    finally:
+        notifier.close()
+        if notifier.failed:
+            topic = config.pipeline.notifications.topic
+            context.err_console.print(
+                f"warning: {notifier.failed} of {notifier.failed + notifier.sent} "
+                f"notifications to {topic} could not be sent (the job itself is unaffected)",
+                soft_wrap=True,
+            )
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

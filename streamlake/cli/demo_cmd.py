@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.aws import aws_endpoint
+from batch.report import BatchReport
+from connectors.aws import AwsEndpoint, aws_endpoint
+from connectors.sns import received_notifications, subscribe_queue
 from streamlake.cli.batch_cmd import print_report
-from streamlake.cli.context import cli_context
+from streamlake.cli.context import CliContext, cli_context, notifying
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
@@ -22,6 +24,7 @@ from streamlake.lake.spark_delta import read_table, row_count
 from streamlake.local.resources import ResourceStatus
 from streamlake.local.stack import LocalStack
 from streamlake.local.stale_state import reset_lake_state, sources_created_anew
+from streamlake.notifications import Notifier
 from streamlake.produce.events import EventMix
 from streamlake.produce.runner import produce
 
@@ -114,10 +117,8 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Start the local stack, produce to Kafka, Kinesis and DynamoDB, ingest and process,
-    then compact, curate, check and catalog, and show the curated tables."""
-    from batch.jobs import BatchRun, run_batch_job
-    from streaming import ingest, process, runtime
-    from streaming.listener import BatchLogListener
+    then compact, curate, check and catalog, and show the curated tables and the
+    notifications the jobs published."""
     from streamlake.spark_session import build_spark_session
 
     context = cli_context(ctx)
@@ -130,10 +131,62 @@ def demo(
         status = LocalStack(settings, pipeline).up()
     console.print(f"local stack healthy ({time.monotonic() - started:.1f}s)")
     reset_stale_state(console, pipeline, settings, status.resources)
+    inbox = notification_inbox(pipeline, aws)
     with console.status("starting Spark"):
         spark = build_spark_session(settings, app_name="streamlake-demo")
+    with notifying(context) as notifier:
+        lines, reports = run_pipeline(context, spark, aws, notifier, count, seed)
+    notifications = received_notifications(aws, inbox) if inbox else []
+    done = (
+        f"done in {time.monotonic() - started:.1f}s; lake at {settings.lake.root}; the local "
+        "services keep running (`streamlake local down` stops them)"
+    )
+    if as_json:
+        Console(stderr=True).print(done)
+        figures = {
+            "sources": {line.source: line.figures() for line in lines},
+            "batch": [report.as_dict() for report in reports],
+            "notifications": [n["attributes"] for n in notifications],
+        }
+        print(json.dumps(figures, default=str))
+    else:
+        print_summary(console, lines, pipeline)
+        for batch_report in reports:
+            print_report(console, batch_report)
+        show_curated(console, pipeline, settings)
+        show_notifications(console, pipeline, notifications)
+        console.print(done)
+    failed = [r for r in reports if r.failed]
+    if failed:
+        console.print(f"[red]batch job {failed[0].job} failed: {escape(failed[0].failed or '')}[/]")
+        raise typer.Exit(EXIT_JOB_FAILED)
+    if any(line.added != line.produced for line in lines):
+        console.print("[red]a raw table did not gain exactly the records produced[/]")
+        raise typer.Exit(EXIT_JOB_FAILED)
+    if any(line.accounted != line.added for line in lines):
+        console.print("[red]processing did not account for every new raw record[/]")
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+def run_pipeline(
+    context: CliContext,
+    spark: SparkSession,
+    aws: AwsEndpoint,
+    notifier: Notifier,
+    count: int,
+    seed: int | None,
+) -> tuple[list[DemoLine], list[BatchReport]]:
+    """Produce, ingest and process, then the batch jobs (until one fails); Spark is stopped
+    at the end."""
+    from batch.jobs import BatchRun, run_batch_job
+    from streaming import ingest, process, runtime
+    from streaming.listener import BatchLogListener
+
+    config = context.config()
+    pipeline, settings, console = config.pipeline, config.settings, context.console
     try:
-        spark.streams.addListener(BatchLogListener())
+        lag = pipeline.notifications.source_lag_records
+        spark.streams.addListener(BatchLogListener(notifier, lag))
         lines = []
         run_seed = seed if seed is not None else int(time.time())
         for source in DEMO_JOBS:
@@ -147,13 +200,18 @@ def demo(
         first_batch = {t: next_batch_id(spark, settings, j) for t, j in PROCESS_JOBS.items()}
         with console.status("ingesting: " + ", ".join(DEMO_JOBS.values())):
             jobs = [
-                ingest.ingest_job(spark, name, pipeline, settings, aws, available_now=True)
+                ingest.ingest_job(
+                    spark, name, pipeline, settings, aws, available_now=True, notifier=notifier
+                )
                 for name in DEMO_JOBS.values()
             ]
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
         separate = [n for n in PROCESS_JOBS.values() if pipeline.jobs[n].mode != "inline"]
         with console.status("processing: " + ", ".join(separate)):
-            jobs = [process.process_job(spark, name, pipeline, settings) for name in separate]
+            jobs = [
+                process.process_job(spark, name, pipeline, settings, notifier=notifier)
+                for name in separate
+            ]
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
         for line in lines:
             line.after = TableCounts.of(spark, settings, line.source)
@@ -162,39 +220,58 @@ def demo(
         reports = []
         for name in (j for j in DEMO_BATCH_JOBS if j in pipeline.jobs):
             with console.status(f"batch job {name}") as spinner:
-                run = BatchRun(name, pipeline, settings, lambda: spark, progress=spinner.update)
+                run = BatchRun(
+                    name,
+                    pipeline,
+                    settings,
+                    lambda: spark,
+                    progress=spinner.update,
+                    notifier=notifier,
+                )
                 reports.append(run_batch_job(run))
             if reports[-1].failed:
                 break  # later steps build on this one
     finally:
         spark.stop()
-    done = (
-        f"done in {time.monotonic() - started:.1f}s; lake at {settings.lake.root}; the local "
-        "services keep running (`streamlake local down` stops them)"
+    return lines, reports
+
+
+# The queue the demo subscribes to the pipeline's notification topic, to show what the
+# jobs published.
+DEMO_INBOX = "streamlake-demo-notifications"
+
+
+def notification_inbox(pipeline: Pipeline, aws: AwsEndpoint) -> str | None:
+    """The demo's queue on the notification topic, emptied of earlier runs' messages; None
+    when the pipeline sends no notifications."""
+    topic = pipeline.notifications.topic
+    if topic is None:
+        return None
+    url = subscribe_queue(aws, topic, DEMO_INBOX)
+    received_notifications(aws, url)
+    return url
+
+
+def show_notifications(
+    console: Console, pipeline: Pipeline, notifications: list[dict[str, Any]]
+) -> None:
+    if pipeline.notifications.topic is None:
+        return
+    table = Table(
+        title=f"notifications on {pipeline.notifications.topic} (SNS, through an SQS queue)",
+        title_justify="left",
     )
-    if as_json:
-        Console(stderr=True).print(done)
-        figures = {
-            "sources": {line.source: line.figures() for line in lines},
-            "batch": [report.as_dict() for report in reports],
-        }
-        print(json.dumps(figures, default=str))
-    else:
-        print_summary(console, lines, pipeline)
-        for batch_report in reports:
-            print_report(console, batch_report)
-        show_curated(console, pipeline, settings)
-        console.print(done)
-    failed = [r for r in reports if r.failed]
-    if failed:
-        console.print(f"[red]batch job {failed[0].job} failed: {escape(failed[0].failed or '')}[/]")
-        raise typer.Exit(EXIT_JOB_FAILED)
-    if any(line.added != line.produced for line in lines):
-        console.print("[red]a raw table did not gain exactly the records produced[/]")
-        raise typer.Exit(EXIT_JOB_FAILED)
-    if any(line.accounted != line.added for line in lines):
-        console.print("[red]processing did not account for every new raw record[/]")
-        raise typer.Exit(EXIT_JOB_FAILED)
+    for column in ("event", "job", "severity", "subject"):
+        table.add_column(column)
+    for notification in notifications:
+        attributes = notification["attributes"]
+        table.add_row(
+            attributes["event"],
+            attributes["job"],
+            attributes["severity"],
+            notification["message"]["subject"],
+        )
+    console.print(table)
 
 
 def show_curated(console: Console, pipeline: Pipeline, settings: Settings) -> None:

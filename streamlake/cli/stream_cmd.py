@@ -9,8 +9,9 @@ from typing import Annotated, TypeVar
 import typer
 
 from connectors.aws import aws_endpoint
-from streamlake.cli.context import cli_context
-from streamlake.errors import UsageError
+from streamlake.cli.context import cli_context, notifying
+from streamlake.errors import DataLossError, UsageError, first_line
+from streamlake.notifications import Notifier
 
 T = TypeVar("T", bound=Enum)
 
@@ -80,24 +81,36 @@ def run_command(
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("streaming").setLevel(logging.INFO)
     stop = runtime.StopSignal()
-    with stop.installed():
+    with notifying(context) as notifier, stop.installed():
+        notifier.notify("job_started", job, f"{job} started", ", ".join(names))
         spark = build_spark_session(settings, app_name=f"streamlake-{job}")
-        spark.streams.addListener(BatchLogListener())
+        lag_threshold = pipeline.notifications.source_lag_records
+        spark.streams.addListener(BatchLogListener(notifier, lag_threshold))
         try:
             aws = aws_endpoint(settings)
             jobs = [
                 ingest.ingest_job(
-                    spark, name, pipeline, settings, aws, available_now, recovery, gaps
+                    spark, name, pipeline, settings, aws, available_now, recovery, gaps, notifier
                 )
                 if pipeline.jobs[name].kind == "ingest"
-                else process.process_job(spark, name, pipeline, settings, recovery)
+                else process.process_job(spark, name, pipeline, settings, recovery, notifier)
                 for name in names
             ]
             mode = runtime.RunMode(available_now=available_now, until_idle_s=until_idle)
             runtime.run(jobs, mode, stop)
+        except Exception as exc:
+            notify_failure(notifier, job, exc)
+            raise
         finally:
             spark.stop()
+        notifier.notify("job_succeeded", job, f"{job} finished", stop.received or "done")
     context.console.print(f"finished: {', '.join(names)}")
+
+
+def notify_failure(notifier: Notifier, job: str, exc: BaseException) -> None:
+    if isinstance(exc, DataLossError):
+        notifier.notify("data_loss", job, f"{job}: data lost", first_line(exc))
+    notifier.notify("job_failed", job, f"{job} failed", first_line(exc))
 
 
 def select_jobs(requested: str, runnable: list[str], declared: list[str]) -> list[str]:

@@ -20,6 +20,7 @@ from streamlake.lake.tables import (
     RAW,
     STREAMING_LAYERS,
 )
+from streamlake.notifications import DEFAULT_QUARANTINE_RATIO, EVENTS, Event
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
@@ -470,6 +471,19 @@ def glue_name(name: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", name.lower())
 
 
+class Notifications(StrictModel):
+    """Where job events are published and which: ``topic`` is one of ``sns_topics`` (or a
+    topic's ARN); none means no notification is sent. ``quarantine_ratio`` is the share of
+    a batch's records quarantined above which a quality breach is raised;
+    ``source_lag_records``, the records a streaming job may trail its source by before a
+    source lag notification (none: never)."""
+
+    topic: str | None = None
+    events: list[Event] = Field(default_factory=lambda: list(EVENTS))
+    quarantine_ratio: float = Field(default=DEFAULT_QUARANTINE_RATIO, gt=0, le=1)
+    source_lag_records: int | None = Field(default=None, gt=0)
+
+
 class Catalog(StrictModel):
     """The Glue Data Catalog databases the lake's tables are registered in, one per layer.
 
@@ -544,6 +558,7 @@ class Pipeline(StrictModel):
     # Dataset-level checks the quality job runs, by table (``layer.table``).
     quality: dict[str, list[QualityRule]] = Field(default_factory=dict)
     crawlers: dict[Name, Crawler] = Field(default_factory=dict)
+    notifications: Notifications = Field(default_factory=Notifications)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Pipeline:
@@ -661,6 +676,17 @@ class Pipeline(StrictModel):
         declared = {column.lower() for column, _type in columns(source.schema_ddl)}
         extra = CURRENT_STATE_SYSTEM + (HISTORY_COLUMNS if name not in self.curated else ())
         return frozenset(declared | set(extra))
+
+    @model_validator(mode="after")
+    def _notifications_go_to_a_declared_topic(self) -> Pipeline:
+        topic = self.notifications.topic
+        declared = [t.name for t in self.sns_topics]
+        if topic is not None and not topic.startswith("arn:") and topic not in declared:
+            raise ValueError(
+                f"notifications.topic: {topic!r} is not one of sns_topics "
+                f"({', '.join(declared) or 'none'}) nor a topic ARN"
+            )
+        return self
 
     @model_validator(mode="after")
     def _crawlers_have_tables_of_their_own(self) -> Pipeline:

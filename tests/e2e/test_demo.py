@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -72,6 +73,10 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
         ("quality", None),
         ("catalog", None),
     ]
+    # Each batch job's start and success reached the notification topic's subscriber.
+    published = Counter((n["event"], n["job"]) for n in output["notifications"])
+    for job in ("compact", "curate", "quality", "catalog"):
+        assert published[("job_started", job)] == published[("job_succeeded", job)] == 1, job
     lake = tmp_path / "lake"
     tables = duckdb.connect()
     for layer, name in (("processed", "orders"), ("curated", "daily_revenue")):

@@ -412,6 +412,12 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "job registers a lake table",
         ),
         (
+            "  topic: shop-alerts\n",
+            "  topic: shop-alert\n",
+            "notifications.topic: 'shop-alert' is not one of sns_topics (shop-alerts) nor a "
+            "topic ARN",
+        ),
+        (
             "crawlers:\n  daily_revenue_export:",
             "crawlers: {}\nunused:\n  daily_revenue_export:",
             "unused: unknown key",
@@ -463,6 +469,7 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "crawler-path",
         "crawler-over-a-lake-table",
         "crawler-over-a-history-table",
+        "notification-topic",
         "crawler-unknown-key",
         "two-crawlers-one-table",
     ],
