@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from batch.inputs import NEW_ROWS, InputWindow, Refresh
-from streamlake.config.pipeline import CuratedTable, Table
+from batch.inputs import InputWindow, Refresh
+from streamlake.config.pipeline import NEW_VALUES, CuratedTable, Table
 from streamlake.config.settings import LakeSettings
 from streamlake.lake.spark_delta import (
     MergeCounts,
@@ -75,7 +75,7 @@ def changed_rows(spark: SparkSession, window: InputWindow) -> tuple[DataFrame, b
         try:
             # A feed that was off fails when read is planned; one whose files are gone, when
             # it is counted.
-            feed = window.changes(spark).where(F.col("_change_type").isin(*NEW_ROWS))
+            feed = window.changes(spark).where(F.col("_change_type").isin(*NEW_VALUES))
             feed = feed.drop("_change_type", "_commit_version", "_commit_timestamp").persist()
             feed.count()
             return feed, False

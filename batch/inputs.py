@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Rows a change feed reports as the table's content after the change.
-NEW_ROWS = ("insert", "update_postimage")
-
 
 @dataclass(frozen=True)
 class InputWindow:

@@ -57,7 +57,7 @@ Runner = Callable[[BatchRun], BatchReport]
 def runners() -> dict[str, Runner]:
     """Job kind -> the function that runs it (imported here, so a kind's dependencies load
     only when it runs)."""
-    from batch import catalog, compact, crawl, curate, quality
+    from batch import catalog, compact, crawl, curate, export, quality
 
     return {
         "compact": compact.run,
@@ -65,6 +65,7 @@ def runners() -> dict[str, Runner]:
         "quality": quality.run,
         "catalog": catalog.run,
         "crawl": crawl.run,
+        "export": export.run,
     }
 
 

@@ -115,6 +115,24 @@ class CrawlError(StreamlakeError):
 
 
 @dataclass
+class ExportError(StreamlakeError):
+    """An export could not deliver: Firehose refused the records outright (no such stream,
+    no access), or kept failing them past the attempts allowed. Names the export, the table,
+    the stream and, when attempts ran out, the window of versions and the records not
+    delivered, which the next run delivers. Exit 1."""
+
+    export: str = ""
+    table: str = ""
+    stream: str = ""
+    versions: str = ""
+    undelivered: int = 0
+
+    def __str__(self) -> str:
+        where = f"export {self.export} ({self.table} to {self.stream})" if self.export else ""
+        return f"{where}: {super().__str__()}" if where else super().__str__()
+
+
+@dataclass
 class DataLossError(StreamlakeError):
     """Source data the job had not read yet is gone (retention, trimming, deleted partition).
 

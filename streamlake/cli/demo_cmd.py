@@ -38,7 +38,7 @@ DEMO_JOBS = {
 }
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
 # The nightly workflow's batch steps the demo runs after processing, in order.
-DEMO_BATCH_JOBS = ("compact", "curate", "quality", "catalog")
+DEMO_BATCH_JOBS = ("compact", "curate", "quality", "catalog", "export")
 # What the demo shows of each curated table, through `streamlake query`.
 CURATED_VIEWS = {
     "daily_revenue": "select * from curated.daily_revenue order by revenue desc limit 5",

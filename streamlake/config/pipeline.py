@@ -460,6 +460,28 @@ class FirehoseStream(StrictModel):
     prefix: str = ""
 
 
+ChangeType = Literal["insert", "update_postimage", "update_preimage", "delete"]
+# The change data feed's rows that carry a table's values after a change.
+NEW_VALUES: tuple[ChangeType, ...] = ("insert", "update_postimage")
+
+
+class Export(StrictModel):
+    """What `batch run export` delivers to Firehose delivery stream ``stream``: the rows of
+    lake table ``table`` (``layer.table``) that changed since the last export, as JSON lines.
+    ``changes`` are the change data feed's kinds sent (new rows and updated rows' new
+    values by default); ``where`` is a SQL condition over the table's columns and
+    ``columns`` the columns sent (default all). A call failing is retried up to
+    ``max_attempts`` times, with exponential backoff from ``backoff`` and full jitter."""
+
+    table: str = Field(pattern=r"^[A-Za-z0-9_]+\.[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    stream: Name
+    where: str | None = None
+    columns: list[str] | None = Field(default=None, min_length=1)
+    changes: list[ChangeType] = Field(default_factory=lambda: list(NEW_VALUES), min_length=1)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    backoff: str = Field(default="200 milliseconds", pattern=INTERVAL)
+
+
 # Glue lowercases names, and Athena and Redshift Spectrum take only lowercase letters,
 # digits and underscores in database and table names.
 GlueName = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=255)]
@@ -559,6 +581,8 @@ class Pipeline(StrictModel):
     quality: dict[str, list[QualityRule]] = Field(default_factory=dict)
     crawlers: dict[Name, Crawler] = Field(default_factory=dict)
     notifications: Notifications = Field(default_factory=Notifications)
+    # What `batch run export` delivers onward, by export name.
+    exports: dict[Name, Export] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Pipeline:
@@ -676,6 +700,23 @@ class Pipeline(StrictModel):
         declared = {column.lower() for column, _type in columns(source.schema_ddl)}
         extra = CURRENT_STATE_SYSTEM + (HISTORY_COLUMNS if name not in self.curated else ())
         return frozenset(declared | set(extra))
+
+    @model_validator(mode="after")
+    def _exports_read_lake_tables_into_declared_streams(self) -> Pipeline:
+        tables = {f"{layer}.{name}" for layer, name in self.lake_table_names()}
+        streams = [f.name for f in self.firehose]
+        for name, export in self.exports.items():
+            if export.table not in tables:
+                raise ValueError(
+                    f"exports.{name}.table: no lake table {export.table!r} (name one as "
+                    "layer.table, e.g. processed.orders or curated.daily_revenue)"
+                )
+            if export.stream not in streams:
+                raise ValueError(
+                    f"exports.{name}.stream: {export.stream!r} is not one of firehose "
+                    f"({', '.join(streams) or 'none'})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _notifications_go_to_a_declared_topic(self) -> Pipeline:

@@ -1,5 +1,6 @@
-"""How far each consumer of a table (a curated table, an export) has read it: the newest
-version of each input it took in, kept in ``_meta/input_versions``.
+"""How far each consumer of a table has read it: for a curated table the newest version of
+each input it took in (``_meta/input_versions``), for an export what it has delivered
+(``_meta/export_positions``).
 
 A consumer records its versions only after its own write has committed. A crash between
 the two makes the next run read the same changes again, so what a consumer writes from
@@ -7,11 +8,15 @@ them must be idempotent (a MERGE that compares before it changes anything is).""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streamlake.config.settings import Settings
-from streamlake.lake.delta_rs import read_rows
+from streamlake.lake.delta_rs import delta_rs_location, read_rows
 from streamlake.lake.spark_delta import ensure_table
 from streamlake.lake.tables import INPUT_VERSIONS
 
@@ -60,3 +65,84 @@ def record_input_versions(
     frame.withColumn("recorded_at", F.current_timestamp()).write.format("delta").mode(
         "append"
     ).save(path)
+
+
+@dataclass(frozen=True)
+class ExportPosition:
+    """How far an export has delivered one table (known by its Delta ``table_id``): every
+    change up to version ``delivered`` (-1: none yet), and the open window of versions
+    ``delivered + 1`` to ``window_to`` being delivered, of whose records those numbered in
+    ``acked`` (their place in the window's order) Firehose has acknowledged."""
+
+    table_id: str
+    delivered: int = -1
+    window_to: int | None = None
+    acked: frozenset[int] = frozenset()
+
+    def opened(self, window_to: int) -> ExportPosition:
+        return ExportPosition(self.table_id, self.delivered, window_to, frozenset())
+
+    def with_acked(self, ordinals: Iterable[int]) -> ExportPosition:
+        return ExportPosition(
+            self.table_id, self.delivered, self.window_to, self.acked | set(ordinals)
+        )
+
+    def closed(self) -> ExportPosition:
+        assert self.window_to is not None
+        return ExportPosition(self.table_id, self.window_to)
+
+
+def read_export_position(path: str, export: str, settings: Settings) -> ExportPosition | None:
+    """The newest position ``export`` recorded (None: it never ran). Read with delta-rs."""
+    table = read_rows(path, settings)
+    if table is None:
+        return None
+    rows = [r for r in table.to_pylist() if r["export"] == export]
+    if not rows:
+        return None
+    newest = max(rows, key=lambda r: (r["recorded_at"], r["sequence"]))
+    return ExportPosition(
+        str(newest["table_id"]),
+        int(newest["delivered"]),
+        None if newest["window_to"] is None else int(newest["window_to"]),
+        frozenset(expand_ranges(json.loads(newest["acked"]))),
+    )
+
+
+def record_export_position(
+    path: str, export: str, position: ExportPosition, settings: Settings
+) -> None:
+    """Append ``export``'s position (one commit, through delta-rs: the export runs without a
+    JVM). ``sequence`` orders positions recorded within one clock tick."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    uri, options = delta_rs_location(path, settings)
+    row = pa.table(
+        {
+            "export": [export],
+            "table_id": [position.table_id],
+            "delivered": pa.array([position.delivered], pa.int64()),
+            "window_to": pa.array([position.window_to], pa.int64()),
+            "acked": [json.dumps(compact_ranges(position.acked))],
+            "sequence": pa.array([time.monotonic_ns()], pa.int64()),
+            "recorded_at": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    write_deltalake(uri, row, mode="append", storage_options=options or None)
+
+
+def compact_ranges(ordinals: Iterable[int]) -> list[list[int]]:
+    """Sorted ordinals as [first, last] runs: a window's acknowledged records stay small."""
+    runs: list[list[int]] = []
+    for ordinal in sorted(ordinals):
+        if runs and runs[-1][1] == ordinal - 1:
+            runs[-1][1] = ordinal
+        else:
+            runs.append([ordinal, ordinal])
+    return runs
+
+
+def expand_ranges(runs: list[list[int]]) -> Iterator[int]:
+    for first, last in runs:
+        yield from range(first, last + 1)

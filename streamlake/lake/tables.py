@@ -165,12 +165,45 @@ QUALITY_RESULTS = Contract(
     )
 )
 
+# Where each export stands (append-only; the newest row per export counts): every change of
+# its table up to version ``delivered`` is delivered; ``window_to``, when set, closes the
+# window of versions being delivered, and ``acked`` lists (as JSON [first, last] runs) the
+# places in that window's order of the records Firehose acknowledged. ``sequence`` orders
+# rows within one clock tick. Written with delta-rs by the export job.
+EXPORT_POSITIONS = Contract(
+    (
+        ("export", "STRING"),
+        ("table_id", "STRING"),
+        ("delivered", "BIGINT"),
+        ("window_to", "BIGINT"),
+        ("acked", "STRING"),
+        ("sequence", "BIGINT"),
+        ("recorded_at", "TIMESTAMP"),
+    )
+)
+
+# Records an export could not deliver and will not retry (over Firehose's 1,000 KiB record
+# limit), whole, with the reason: counted as delivered, kept here instead of dropped.
+EXPORT_REJECTS = Contract(
+    (
+        ("export", "STRING"),
+        ("table_name", "STRING"),
+        ("export_id", "STRING"),
+        ("reason", "STRING"),
+        ("size_bytes", "BIGINT"),
+        ("record", "STRING"),
+        ("rejected_at", "TIMESTAMP"),
+    )
+)
+
 # The pipeline's own Delta tables under _meta, by name.
 META_TABLES = {
     "batch_metrics": BATCH_METRICS,
     "input_versions": INPUT_VERSIONS,
     "cdc_tombstones": CDC_TOMBSTONES,
     "quality_results": QUALITY_RESULTS,
+    "export_positions": EXPORT_POSITIONS,
+    "export_rejects": EXPORT_REJECTS,
 }
 
 

@@ -72,10 +72,11 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
         ("curate", None),
         ("quality", None),
         ("catalog", None),
+        ("export", None),
     ]
     # Each batch job's start and success reached the notification topic's subscriber.
     published = Counter((n["event"], n["job"]) for n in output["notifications"])
-    for job in ("compact", "curate", "quality", "catalog"):
+    for job in ("compact", "curate", "quality", "catalog", "export"):
         assert published[("job_started", job)] == published[("job_succeeded", job)] == 1, job
     lake = tmp_path / "lake"
     tables = duckdb.connect()
@@ -87,6 +88,15 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     assert (
         tables.execute("select sum(orders), sum(revenue) from daily_revenue").fetchone() == expected
     )
+    # The exports sent every big order and every daily revenue row once (a first export).
+    (exported,) = [b for b in output["batch"] if b["job"] == "export"]
+    sent = {t["table"]: t["rows_changed"] for t in exported["tables"]}
+    (big,) = tables.execute("select count(*) from orders where amount > 400").fetchone() or (0,)
+    (days,) = tables.execute("select count(*) from daily_revenue").fetchone() or (0,)
+    assert sent == {
+        "processed.orders -> shop-big-orders": big,
+        "curated.daily_revenue -> shop-curated-orders": days,
+    }
     customers = DeltaTable(str(lake / "curated" / "customers")).to_pyarrow_table()
     assert 0 < customers.num_rows <= figures["customers"]["processed"]
     assert "streamlake query" not in result.stdout  # --json prints the figures only

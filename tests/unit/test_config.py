@@ -412,6 +412,17 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
             "job registers a lake table",
         ),
         (
+            "    table: processed.orders\n    stream: shop-big-orders\n",
+            "    table: processed.order\n    stream: shop-big-orders\n",
+            "exports.big_orders.table: no lake table 'processed.order'",
+        ),
+        (
+            "    stream: shop-big-orders\n",
+            "    stream: shop-big-order\n",
+            "exports.big_orders.stream: 'shop-big-order' is not one of firehose "
+            "(shop-curated-orders, shop-big-orders)",
+        ),
+        (
             "  topic: shop-alerts\n",
             "  topic: shop-alert\n",
             "notifications.topic: 'shop-alert' is not one of sns_topics (shop-alerts) nor a "
@@ -469,6 +480,8 @@ def test_non_local_environment_requires_bootstrap_servers() -> None:
         "crawler-path",
         "crawler-over-a-lake-table",
         "crawler-over-a-history-table",
+        "export-table",
+        "export-stream",
         "notification-topic",
         "crawler-unknown-key",
         "two-crawlers-one-table",
