@@ -224,7 +224,10 @@ def window_records(
     """The window's records, numbered in their fixed order: JSON lines of the exported
     columns with ``_change``, ``_version`` and ``_export_id``."""
     assert position.window_to is not None
-    feed = change_feed(target, settings, position.delivered + 1, position.window_to)
+    if position.delivered < 0:
+        feed = first_window(target, settings, position.window_to)
+    else:
+        feed = change_feed(target, settings, position.delivered + 1, position.window_to)
     import duckdb
 
     connection = duckdb.connect()
@@ -252,6 +255,18 @@ def window_records(
     return records
 
 
+def first_window(target: ExportTarget, settings: Settings, version: int) -> pa.Table:
+    """A first export's window: the table as of ``version``, every row new. It needs no
+    change data feed, so a table that had it switched on late exports from its start."""
+    import pyarrow as pa
+
+    table = open_delta_table(target.path, settings)
+    table.load_as_version(version)
+    rows = pa.table(table.to_pyarrow_table())
+    rows = rows.append_column("_change_type", pa.array(["insert"] * rows.num_rows, pa.string()))
+    return rows.append_column("_commit_version", pa.array([version] * rows.num_rows, pa.int64()))
+
+
 def change_feed(target: ExportTarget, settings: Settings, first: int, last: int) -> pa.Table:
     import pyarrow as pa
 
@@ -263,8 +278,9 @@ def change_feed(target: ExportTarget, settings: Settings, first: int, last: int)
     except Exception as exc:
         raise ExportError(
             f"the changes of versions {first}..{last} cannot be read: {first_line(exc)}",
-            "the table needs delta.enableChangeDataFeed, and its change files kept "
-            "(a VACUUM retention longer than the time between exports)",
+            "the table needs its change data feed (ALTER TABLE ... SET TBLPROPERTIES "
+            "(delta.enableChangeDataFeed = true)) from the last version exported on, and its "
+            "change files kept (a VACUUM retention longer than the time between exports)",
             export=target.name,
             table=target.export.table,
             stream=target.export.stream,

@@ -54,6 +54,7 @@ def one_table_pipeline(loaded: Any, **catalog: Any) -> Pipeline:
             "name": f"cat_{uuid.uuid4().hex[:10]}",
             "tables": {"orders": pipeline.tables["orders"]},
             "curated": {},
+            "exports": {},
             "quality": {},
             "jobs": {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")},
             "catalog": Catalog(**catalog),

@@ -53,6 +53,7 @@ def small_pipeline(loaded: Any, topic: str, **catalog: Any) -> Pipeline:
             "name": f"ntf_{uuid.uuid4().hex[:8]}",
             "tables": {"orders": pipeline.tables["orders"]},
             "curated": {},
+            "exports": {},
             "quality": {"processed.orders": [rule]},
             "jobs": {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")},
             "catalog": Catalog(**catalog),
