@@ -163,6 +163,9 @@ def test_restart_replaying_a_batch_written_but_not_committed_goes_on(
     assert_exactly_the_topic(raw_rows(with_lake(settings, tmp_path)), bootstrap, topic)
 
 
+# In `make soak`, for the suite's time budget: test_process_restart's checkpoint restored
+# from an older copy goes through the same stop-then-recover-from-the-table path.
+@pytest.mark.soak
 def test_a_checkpoint_that_lost_its_metadata_stops_then_recovers_from_the_table(
     stack_env: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:
