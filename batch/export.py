@@ -15,6 +15,7 @@ recorded when it died. That call's records (at most 500) go again, with the same
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -38,6 +39,7 @@ from streamlake.lake.progress import (
 from streamlake.lake.query import json_value, quoted
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,25 @@ class ExportTarget:
     @property
     def label(self) -> str:
         return f"{self.export.table} -> {self.export.stream}"
+
+    @property
+    def definition(self) -> str:
+        """A digest of what the export selects: a window is rebuilt only under the same."""
+        chosen = self.export.model_dump(include={"table", "where", "columns", "changes"})
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_definition(target: ExportTarget, position: ExportPosition) -> None:
+    """An open window's records are known by their place in its order; under an edited
+    ``where``, ``columns`` or ``changes`` that order means other records."""
+    if position.definition and position.definition != target.definition:
+        raise ConfigError(
+            f"exports.{target.name} changed while versions {window(position)} were being "
+            f"delivered ({len(position.acked)} records sent)",
+            "put its table, where, columns and changes back and run it once more to finish "
+            "those versions; the new definition applies from the next ones",
+            key=f"exports.{target.name}",
+        )
 
 
 def run(run: BatchRun) -> BatchReport:
@@ -93,8 +114,10 @@ def selected_targets(run: BatchRun) -> list[ExportTarget]:
         for name, export in run.pipeline.exports.items()
         if run.only in (None, name, export.table)
     ]
+    if not run.pipeline.exports:
+        raise UsageError("the pipeline declares no exports", "declare them under exports:")
     if not targets:
-        declared = ", ".join(sorted(run.pipeline.exports)) or "none"
+        declared = ", ".join(sorted(run.pipeline.exports))
         raise UsageError(f"no export named {run.only!r}", f"exports: {declared}")
     return targets
 
@@ -107,13 +130,16 @@ def export_table(target: ExportTarget, settings: Settings, firehose: Any) -> Tab
     version, table_id = current
     check_query(target, settings)
     position = read_export_position(target.positions, target.name, settings)
-    if position is None or position.table_id != table_id:
-        position = ExportPosition(table_id)  # a first run, or a table created anew
+    if position is None:
+        position = ExportPosition(table_id)
+    elif position.table_id != table_id:
+        position = position.restarted(table_id)
     if position.window_to is None:
         if version <= position.delivered:
             return TableOutcome(target.label, "unchanged", detail=f"delivered up to v{version}")
-        position = position.opened(version)
+        position = position.opened(version, target.definition)
         record_export_position(target.positions, target.name, position, settings)
+    check_definition(target, position)
     records = window_records(target, settings, position)
     pending = [r for r in records if r[0] not in position.acked]
     tracker = PositionTracker(target, settings, position)
@@ -195,6 +221,16 @@ def exported_columns(target: ExportTarget, available: list[str]) -> list[str]:
     return wanted
 
 
+def utc_connection() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that reads and prints times in UTC, whatever the host's zone:
+    a window rebuilt on another machine must come out the same."""
+    import duckdb
+
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    return connection
+
+
 def check_query(target: ExportTarget, settings: Settings) -> None:
     """Refuse, before sending anything, columns or a ``where`` the table cannot answer."""
     import duckdb
@@ -206,7 +242,7 @@ def check_query(target: ExportTarget, settings: Settings) -> None:
         kind = pa.string() if name == "_change_type" else pa.int64()
         empty = empty.append_column(name, pa.array([], kind))
     columns = exported_columns(target, empty.column_names)
-    connection = duckdb.connect()
+    connection = utc_connection()
     connection.register("feed", empty)
     try:
         connection.execute(select_sql(target, columns, "feed") + " LIMIT 0")
@@ -228,31 +264,36 @@ def window_records(
         feed = first_window(target, settings, position.window_to)
     else:
         feed = change_feed(target, settings, position.delivered + 1, position.window_to)
-    import duckdb
 
-    connection = duckdb.connect()
+    connection = utc_connection()
     connection.register("feed", feed)
     columns = exported_columns(target, feed.column_names)
     result = connection.execute(select_sql(target, columns, "feed"))
     names = [d[0] for d in result.description or []]
     rows = [dict(zip(names, values, strict=True)) for values in result.fetchall()]
-    keyed = sorted(
+    # Ordered by version, then the whole record as text: rows equal in every exported field
+    # are interchangeable, so the order is the same however the feed was read.
+    contents = sorted(
         (
-            (row["_commit_version"], json.dumps({c: json_value(row[c]) for c in columns}), row)
+            {c: json_value(row[c]) for c in columns}
+            | {"_change": row["_change_type"], "_version": row["_commit_version"]}
             for row in rows
         ),
-        key=lambda entry: (entry[0], entry[1]),
+        key=lambda record: (record["_version"], json.dumps(record)),
     )
-    records = []
-    for ordinal, (version, _text, row) in enumerate(keyed):
-        record = {c: json_value(row[c]) for c in columns}
-        record |= {
-            "_change": row["_change_type"],
-            "_version": version,
-            "_export_id": f"{target.name}:{window(position)}:{ordinal}",
-        }
-        records.append((ordinal, (json.dumps(record) + "\n").encode()))
-    return records
+    return [
+        (
+            ordinal,
+            (
+                json.dumps(record | {"_export_id": export_id(target, position, ordinal)}) + "\n"
+            ).encode(),
+        )
+        for ordinal, record in enumerate(contents)
+    ]
+
+
+def export_id(target: ExportTarget, position: ExportPosition, ordinal: int) -> str:
+    return f"{target.name}:{window(position)}:{ordinal}"
 
 
 def first_window(target: ExportTarget, settings: Settings, version: int) -> pa.Table:

@@ -21,21 +21,30 @@ class AwsEndpoint:
     access_key_id: str | None = None
     secret_access_key: str | None = None
 
-    def client(self, service: str, *, connect_timeout: float = 5, retries: int = 5) -> Any:
+    def client(
+        self,
+        service: str,
+        *,
+        connect_timeout: float = 5,
+        retries: int = 5,
+        read_timeout: float = 60,
+    ) -> Any:
         import boto3
 
-        return boto3.client(service, **self._arguments(connect_timeout, retries))
+        return boto3.client(service, **self._arguments(connect_timeout, retries, read_timeout))
 
     def resource(self, service: str, *, connect_timeout: float = 5, retries: int = 5) -> Any:
         import boto3
 
         return boto3.resource(service, **self._arguments(connect_timeout, retries))
 
-    def _arguments(self, connect_timeout: float, retries: int) -> dict[str, Any]:
+    def _arguments(
+        self, connect_timeout: float, retries: int, read_timeout: float = 60
+    ) -> dict[str, Any]:
         config = BotoConfig(
             region_name=self.region,
             connect_timeout=connect_timeout,
-            read_timeout=60,
+            read_timeout=read_timeout,
             retries={"max_attempts": retries, "mode": "standard"},
         )
         return {

@@ -57,6 +57,9 @@ RETRYABLE = frozenset(
     }
 )
 
+# The longest pause between two calls of one batch, however many attempts are allowed.
+MAX_BACKOFF_S = 20.0
+
 Record = tuple[int, bytes]
 
 
@@ -80,8 +83,11 @@ class FirehoseSender:
     reported acknowledged only after Firehose answered for it, and a call whose answer was
     lost (a timeout, a crash) is sent again by the caller. Partial failures
     (``FailedPutCount``), throttling and service errors are retried, failed records only,
-    up to ``max_attempts`` calls per batch, sleeping ``backoff_s * 2**attempt`` times a
-    random factor in between (full jitter)."""
+    up to ``max_attempts`` calls per batch, sleeping before retry n ``backoff_s * 2**(n-1)``
+    (at most MAX_BACKOFF_S) times a random factor (full jitter).
+
+    A call that timed out or failed with a 5xx may have been delivered all the same: its
+    records are sent again in the same run, with the same ``_export_id``."""
 
     firehose: Any
     stream: str
@@ -101,7 +107,8 @@ class FirehoseSender:
         last_error = ""
         for attempt in range(self.max_attempts):
             if attempt:
-                self.sleep(self.backoff_s * 2 ** (attempt - 1) * self.jitter())
+                delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
+                self.sleep(delay * self.jitter())
             acked, pending, last_error = self._call(pending)
             if acked:
                 on_acked(acked)

@@ -41,7 +41,8 @@ class SnsNotifier(Notifier):
     """Publishes notifications to one SNS topic from a background thread, with the event,
     job, table and severity as message attributes. At most once: a publish that failed is
     logged and counted, not retried past botocore's own retries (kept short, so that a
-    queue behind an unreachable SNS drains within ``close``'s wait)."""
+    queue behind an unreachable SNS drains within ``close``'s wait; what is still queued
+    then counts as not sent)."""
 
     def __init__(self, sns: Any, topic: str, events: frozenset[Event] = frozenset(EVENTS)) -> None:
         super().__init__(events)
@@ -49,12 +50,12 @@ class SnsNotifier(Notifier):
         self.topic = topic
         self._arn: str | None = topic if topic.startswith("arn:") else None
         self._queue: queue.Queue[Notification | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        # Notifications come from Spark's listener and batch threads too: one drain thread,
+        # started once.
+        self._thread = threading.Thread(target=self._drain, name="sns-notifier", daemon=True)
+        self._thread.start()
 
     def submit(self, notification: Notification) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="sns-notifier", daemon=True)
-            self._thread.start()
         self._queue.put(notification)
 
     def _drain(self) -> None:
@@ -78,13 +79,12 @@ class SnsNotifier(Notifier):
         )
 
     def close(self, timeout_s: float = 10.0) -> None:
-        if self._thread is None:
-            return
         self._queue.put(None)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            log.warning("notifications still queued after %.0fs: not sent", timeout_s)
-        self._thread = None
+            unsent = self._queue.qsize()  # the end marker is still in it, and one in flight
+            self.failed += unsent
+            log.warning("%s notifications still queued after %.0fs: not sent", unsent, timeout_s)
 
 
 def notifier_for(notifications: Notifications, endpoint: AwsEndpoint) -> Notifier:
@@ -94,7 +94,7 @@ def notifier_for(notifications: Notifications, endpoint: AwsEndpoint) -> Notifie
         return Notifier(events)
     # A short timeout and two attempts: an unreachable SNS costs the background thread
     # seconds, not minutes.
-    sns = endpoint.client("sns", connect_timeout=2, retries=2)
+    sns = endpoint.client("sns", connect_timeout=2, retries=2, read_timeout=5)
     return SnsNotifier(sns, notifications.topic, events)
 
 

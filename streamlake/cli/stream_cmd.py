@@ -83,10 +83,11 @@ def run_command(
     stop = runtime.StopSignal()
     with notifying(context) as notifier, stop.installed():
         notifier.notify("job_started", job, f"{job} started", ", ".join(names))
-        spark = build_spark_session(settings, app_name=f"streamlake-{job}")
-        lag_threshold = pipeline.notifications.source_lag_records
-        spark.streams.addListener(BatchLogListener(notifier, lag_threshold))
+        spark = None
         try:
+            spark = build_spark_session(settings, app_name=f"streamlake-{job}")
+            lag_threshold = pipeline.notifications.source_lag_records
+            spark.streams.addListener(BatchLogListener(notifier, lag_threshold))
             aws = aws_endpoint(settings)
             jobs = [
                 ingest.ingest_job(
@@ -102,7 +103,8 @@ def run_command(
             notify_failure(notifier, job, exc)
             raise
         finally:
-            spark.stop()
+            if spark is not None:
+                spark.stop()
         notifier.notify("job_succeeded", job, f"{job} finished", stop.received or "done")
     context.console.print(f"finished: {', '.join(names)}")
 

@@ -9,9 +9,8 @@ them must be idempotent (a MERGE that compares before it changes anything is).""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -71,25 +70,43 @@ def record_input_versions(
 class ExportPosition:
     """How far an export has delivered one table (known by its Delta ``table_id``): every
     change up to version ``delivered`` (-1: none yet), and the open window of versions
-    ``delivered + 1`` to ``window_to`` being delivered, of whose records those numbered in
-    ``acked`` (their place in the window's order) Firehose has acknowledged."""
+    ``delivered + 1`` to ``window_to`` being delivered under the export's ``definition``
+    (a digest of what it selects), of whose records those numbered in ``acked`` (their
+    place in the window's order) Firehose has acknowledged. ``sequence`` grows by one with
+    each position recorded: the newest is the one with the highest, whatever the clocks."""
 
     table_id: str
     delivered: int = -1
     window_to: int | None = None
     acked: frozenset[int] = frozenset()
+    definition: str = ""
+    sequence: int = 0
 
-    def opened(self, window_to: int) -> ExportPosition:
-        return ExportPosition(self.table_id, self.delivered, window_to, frozenset())
+    def opened(self, window_to: int, definition: str) -> ExportPosition:
+        return replace(
+            self,
+            window_to=window_to,
+            acked=frozenset(),
+            definition=definition,
+            sequence=self.sequence + 1,
+        )
 
     def with_acked(self, ordinals: Iterable[int]) -> ExportPosition:
-        return ExportPosition(
-            self.table_id, self.delivered, self.window_to, self.acked | set(ordinals)
-        )
+        return replace(self, acked=self.acked | set(ordinals), sequence=self.sequence + 1)
 
     def closed(self) -> ExportPosition:
         assert self.window_to is not None
-        return ExportPosition(self.table_id, self.window_to)
+        return replace(
+            self,
+            delivered=self.window_to,
+            window_to=None,
+            acked=frozenset(),
+            sequence=self.sequence + 1,
+        )
+
+    def restarted(self, table_id: str) -> ExportPosition:
+        """From the start of a table created anew (its versions number from 0 again)."""
+        return ExportPosition(table_id, sequence=self.sequence + 1)
 
 
 def read_export_position(path: str, export: str, settings: Settings) -> ExportPosition | None:
@@ -100,12 +117,14 @@ def read_export_position(path: str, export: str, settings: Settings) -> ExportPo
     rows = [r for r in table.to_pylist() if r["export"] == export]
     if not rows:
         return None
-    newest = max(rows, key=lambda r: (r["recorded_at"], r["sequence"]))
+    newest = max(rows, key=lambda r: r["sequence"])
     return ExportPosition(
         str(newest["table_id"]),
         int(newest["delivered"]),
         None if newest["window_to"] is None else int(newest["window_to"]),
         frozenset(expand_ranges(json.loads(newest["acked"]))),
+        str(newest.get("definition") or ""),
+        int(newest["sequence"]),
     )
 
 
@@ -113,7 +132,7 @@ def record_export_position(
     path: str, export: str, position: ExportPosition, settings: Settings
 ) -> None:
     """Append ``export``'s position (one commit, through delta-rs: the export runs without a
-    JVM). ``sequence`` orders positions recorded within one clock tick."""
+    JVM)."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -125,11 +144,13 @@ def record_export_position(
             "delivered": pa.array([position.delivered], pa.int64()),
             "window_to": pa.array([position.window_to], pa.int64()),
             "acked": [json.dumps(compact_ranges(position.acked))],
-            "sequence": pa.array([time.monotonic_ns()], pa.int64()),
+            "definition": [position.definition],
+            "sequence": pa.array([position.sequence], pa.int64()),
             "recorded_at": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
         }
     )
-    write_deltalake(uri, row, mode="append", storage_options=options or None)
+    # merge: a table an earlier version wrote without the definition column gains it.
+    write_deltalake(uri, row, mode="append", schema_mode="merge", storage_options=options or None)
 
 
 def compact_ranges(ordinals: Iterable[int]) -> list[list[int]]:

@@ -168,8 +168,9 @@ QUALITY_RESULTS = Contract(
 # Where each export stands (append-only; the newest row per export counts): every change of
 # its table up to version ``delivered`` is delivered; ``window_to``, when set, closes the
 # window of versions being delivered, and ``acked`` lists (as JSON [first, last] runs) the
-# places in that window's order of the records Firehose acknowledged. ``sequence`` orders
-# rows within one clock tick. Written with delta-rs by the export job.
+# places in that window's order of the records Firehose acknowledged, ``definition`` a digest
+# of the export's selection the window was opened under. ``sequence`` grows by one per row
+# of an export: its highest is the export's position. Written with delta-rs.
 EXPORT_POSITIONS = Contract(
     (
         ("export", "STRING"),
@@ -177,6 +178,7 @@ EXPORT_POSITIONS = Contract(
         ("delivered", "BIGINT"),
         ("window_to", "BIGINT"),
         ("acked", "STRING"),
+        ("definition", "STRING"),
         ("sequence", "BIGINT"),
         ("recorded_at", "TIMESTAMP"),
     )

@@ -190,6 +190,14 @@ def test_giving_up_exits_1_naming_what_is_missing_and_the_next_run_completes(
     partly = delivered(aws_endpoint(settings), stream)
     assert len(ids_once(partly)) == proxy.counts.records_forwarded < 1200
 
+    # Half delivered, the window is rebuilt only under the definition it was opened with.
+    edited = export_pipeline(loaded, stream, where="amount > 0")
+    edited_config = write_config_dir(tmp_path / "edited", edited, CONFIGS / "local.yaml")
+    refused = run_cli(edited_config, env, "batch", "run", "export")
+    assert refused.returncode == EXIT_BAD_USAGE, refused.stderr
+    assert "changed while versions 0..0 were being delivered" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
     result = run_cli(config, env, "batch", "run", "export")
 
     assert result.returncode == 0, result.stderr
