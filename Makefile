@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 JARS := .jars
 PYSPARK_VERSION := 4.1.1
+# The Kinesis Client Library for Python; its daemon jars are pinned in pom.xml (profile kcl).
+KCLPY_VERSION := 3.1.3
 # pyspark 4.1.1 is published as a ~450 MB source archive; its built wheel is kept here so
 # that a new checkout or a rebuilt virtualenv does not build it again.
 WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
@@ -16,15 +18,29 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed $(JARS)/.resolved
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(JARS)/kcl/.resolved
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@mkdir -p $(WHEEL_CACHE)
 	@ls $(WHEEL_CACHE)/pyspark-$(PYSPARK_VERSION)-*.whl >/dev/null 2>&1 || { \
 	  echo "building the pyspark $(PYSPARK_VERSION) wheel once (about 450 MB) into $(WHEEL_CACHE)"; \
 	  $(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEEL_CACHE) pyspark==$(PYSPARK_VERSION); }
+	@# amazon-kclpy is published as a source archive whose build fetches the KCL daemon's
+	@# jars itself; pointed at the folder Maven filled (profile kcl), it fetches nothing.
+	@ls $(WHEEL_CACHE)/amazon_kclpy-$(KCLPY_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "building the amazon-kclpy $(KCLPY_VERSION) wheel once from the Maven-resolved KCL jars"; \
+	  KCL_MVN_REPO_SEARCH_URL=file://$(abspath $(JARS))/kcl/ \
+	    $(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEEL_CACHE) amazon-kclpy==$(KCLPY_VERSION); }
 	@echo "installing Python packages into $(VENV)"
 	@$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -e '.[dev]'
+	@touch $@
+
+# The KCL daemon's jars, in Maven's repository layout (amazon-kclpy's build reads them).
+$(JARS)/kcl/.resolved: pom.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed to fetch the JVM jars"; exit 2; }
+	@echo "resolving the Kinesis Client Library jars with Maven into $(JARS)/kcl"
+	@rm -rf $(JARS)/kcl
+	@mvn --quiet --batch-mode -P kcl package
 	@touch $@
 
 $(JARS)/.resolved: pom.xml jvm/pom.xml $(wildcard jvm/src/main/java/dev/streamlake/delta/*.java)

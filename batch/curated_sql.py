@@ -119,15 +119,15 @@ def refresh_sql_table(
     if dates is not None and not dates:
         return None
     rows = curated_rows(spark, name, curated, windows, dates, source)
-    scope = "true"
+    # The target rows this refresh may change (None: all). The date is a key (the pipeline
+    # insists), so no row outside the dates can match either: with the scope in the match
+    # condition, MERGE reads only the target's files of those dates, not every partition.
+    scope = None
     if dates is not None:
         assert curated.date_column is not None
         listed = ", ".join(f"DATE'{day.isoformat()}'" for day in sorted(dates))
         scope = f"t.`{curated.date_column}` IN ({listed})"
         rows = rows.where(F.col(curated.date_column).isin(sorted(dates)))
-    # The date is a key (the pipeline insists), so no row outside the dates can match:
-    # MERGE then reads only the target's files of those dates, not every partition.
-    match_scope = None if dates is None else scope
     rows = rows.persist()
     try:
         check_one_row_per_key(rows, name, curated, source)
@@ -137,8 +137,8 @@ def refresh_sql_table(
             rows,
             curated.keys,
             (curated.date_column,) if curated.date_column else (),
-            delete_unmatched=scope,
-            match_scope=match_scope,
+            delete_unmatched=scope or "true",
+            match_scope=scope,
         )
         return Refresh({name: merged}, whole=dates is None)
     finally:

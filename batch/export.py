@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,10 +29,17 @@ from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
 from connectors.aws import aws_endpoint
 from connectors.firehose import MAX_RECORD_BYTES, FirehoseSender, Record, batches
+from connectors.s3 import location_files
 from streamlake.config.pipeline import Export, interval_seconds
 from streamlake.config.settings import Settings
 from streamlake.errors import ConfigError, ExportError, UsageError, first_line
-from streamlake.lake.delta_rs import delta_rs_location, open_delta_table, version_and_id
+from streamlake.lake.delta_rs import (
+    delta_rs_location,
+    open_delta_table,
+    read_rows,
+    version_and_id,
+)
+from streamlake.lake.leases import LEASES, TableLeases
 from streamlake.lake.progress import (
     ExportPosition,
     read_export_position,
@@ -46,6 +55,9 @@ log = logging.getLogger(__name__)
 
 # Columns the change data feed adds to a table's own.
 FEED_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+# Exports hold a lease per export (``export.<name>``) under this holder name.
+EXPORT_HOLDER = "export"
+EXPORT_LEASE_TTL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,10 @@ class ExportTarget:
     @property
     def label(self) -> str:
         return f"{self.export.table} -> {self.export.stream}"
+
+    @property
+    def lease(self) -> str:
+        return f"export.{self.name}"
 
     @property
     def definition(self) -> str:
@@ -87,10 +103,12 @@ def run(run: BatchRun) -> BatchReport:
     targets = selected_targets(run)
     # The sender retries with its own backoff and jitter; botocore does not retry on top.
     firehose = aws_endpoint(run.settings).client("firehose", retries=1)
+    leases = TableLeases(location_files(run.settings.lake.meta_path(LEASES), run.settings))
     for target in targets:
         run.progress(f"exporting {target.name}")
         try:
-            report.tables.append(export_table(target, run.settings, firehose))
+            with export_lease(leases, target):
+                report.tables.append(export_table(target, run.settings, firehose, leases))
         except ExportError as exc:
             if not exc.undelivered:
                 raise  # refused outright: no rerun mends it
@@ -98,6 +116,17 @@ def run(run: BatchRun) -> BatchReport:
             report.tables.append(TableOutcome(target.label, "failed", detail=str(exc)))
             report.failed = "; ".join(filter(None, [report.failed, str(exc)]))
     return report
+
+
+@contextmanager
+def export_lease(leases: TableLeases, target: ExportTarget) -> Iterator[None]:
+    """Held while an export sends: a second export run at the same time would send the
+    same window again. Renewed after each Firehose call (see PositionTracker)."""
+    leases.take(target.lease, EXPORT_HOLDER, EXPORT_LEASE_TTL_S)
+    try:
+        yield
+    finally:
+        leases.release(target.lease, EXPORT_HOLDER)
 
 
 def selected_targets(run: BatchRun) -> list[ExportTarget]:
@@ -122,7 +151,9 @@ def selected_targets(run: BatchRun) -> list[ExportTarget]:
     return targets
 
 
-def export_table(target: ExportTarget, settings: Settings, firehose: Any) -> TableOutcome:
+def export_table(
+    target: ExportTarget, settings: Settings, firehose: Any, leases: TableLeases | None = None
+) -> TableOutcome:
     started = time.monotonic()
     current = version_and_id(target.path, settings)
     if current is None:
@@ -142,7 +173,7 @@ def export_table(target: ExportTarget, settings: Settings, firehose: Any) -> Tab
     check_definition(target, position)
     records = window_records(target, settings, position)
     pending = [r for r in records if r[0] not in position.acked]
-    tracker = PositionTracker(target, settings, position)
+    tracker = PositionTracker(target, settings, position, leases)
     tracker.acknowledge(reject_oversized(target, settings, pending))
     sender = FirehoseSender(
         firehose,
@@ -186,11 +217,20 @@ class PositionTracker:
     """The export's position as records are acknowledged; each acknowledgement is recorded
     at once (one small delta-rs commit per Firehose call)."""
 
-    def __init__(self, target: ExportTarget, settings: Settings, position: ExportPosition):
+    def __init__(
+        self,
+        target: ExportTarget,
+        settings: Settings,
+        position: ExportPosition,
+        leases: TableLeases | None = None,
+    ):
         self.target, self.settings, self.position = target, settings, position
+        self.leases = leases
 
     def acknowledge(self, ordinals: list[int]) -> None:
         """Called after each Firehose call with the records it acknowledged."""
+        if self.leases is not None:
+            self.leases.take(self.target.lease, EXPORT_HOLDER, EXPORT_LEASE_TTL_S)
         if not ordinals:
             return
         self.position = self.position.with_acked(ordinals)
@@ -337,6 +377,14 @@ def reject_oversized(target: ExportTarget, settings: Settings, records: list[Rec
     oversized = [(o, data) for o, data in records if len(data) > MAX_RECORD_BYTES]
     if not oversized:
         return []
+    # A run that died between keeping them and recording their ordinals keeps them once.
+    kept = read_rows(target.rejects, settings, columns=["export_id"])
+    kept_ids = set(kept.column("export_id").to_pylist()) if kept is not None else set()
+    new = [(o, d) for o, d in oversized if json.loads(d)["_export_id"] not in kept_ids]
+    if not new:
+        return [o for o, _data in oversized]
+    accounted = [o for o, _data in oversized]
+    oversized = new
     for ordinal, data in oversized:
         log.warning(
             "export %s: record %s is %s bytes, over Firehose's %s: kept in _meta/export_rejects",
@@ -361,4 +409,4 @@ def reject_oversized(target: ExportTarget, settings: Settings, records: list[Rec
     )
     uri, options = delta_rs_location(target.rejects, settings)
     write_deltalake(uri, rows, mode="append", storage_options=options or None)
-    return [o for o, _data in oversized]
+    return accounted

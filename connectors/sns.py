@@ -123,14 +123,20 @@ def subscribe_queue(
     return url
 
 
-def received_notifications(endpoint: AwsEndpoint, queue_url: str) -> list[dict[str, Any]]:
+def received_notifications(
+    endpoint: AwsEndpoint, queue_url: str, wait_s: int = 0
+) -> list[dict[str, Any]]:
     """The notifications waiting in the queue (taken off it), each as ``attributes`` (the
-    message attributes subscribers filter on) and ``message`` (the published JSON)."""
+    message attributes subscribers filter on) and ``message`` (the published JSON). With
+    ``wait_s``, an empty queue is long-polled that long for a first message."""
     sqs = endpoint.client("sqs")
     found: list[dict[str, Any]] = []
     while True:
         answer = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0 if found else wait_s,
         )
         messages = answer.get("Messages", [])
         if not messages:

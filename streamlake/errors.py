@@ -133,6 +133,19 @@ class ExportError(StreamlakeError):
 
 
 @dataclass
+class ConsumerError(StreamlakeError):
+    """A Kinesis consumer stopped: its handler could not be imported (exit 2) or raised on a
+    record (exit 1; names the shard and record, whose batch was not checkpointed), or its
+    KCL daemon exited by itself."""
+
+    application: str = ""
+    stream: str = ""
+    shard: str = ""
+    sequence: str = ""
+    handler: str = ""
+
+
+@dataclass
 class DataLossError(StreamlakeError):
     """Source data the job had not read yet is gone (retention, trimming, deleted partition).
 

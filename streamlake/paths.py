@@ -16,3 +16,7 @@ def default_spark_jars_dir() -> Path:
 
 def default_kafka_jars_dir() -> Path:
     return checkout_root() / ".jars" / "kafka"
+
+
+def default_kcl_jars_dir() -> Path:
+    return checkout_root() / ".jars" / "kcl"

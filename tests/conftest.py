@@ -106,3 +106,11 @@ def spark(settings: Any) -> Iterator[SparkSession]:
     session = build_spark_session(settings, app_name="streamlake-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def lake(settings: Any, tmp_path: Path) -> Any:
+    """The stack's settings with a lake and checkpoints of this test's own."""
+    from tests.support import with_lake
+
+    return with_lake(settings, tmp_path)

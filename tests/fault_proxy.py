@@ -1,9 +1,9 @@
 """An HTTP proxy on 127.0.0.1 in front of the local AWS API server that fails a chosen share
 of Firehose PutRecordBatch calls, as Firehose does under load: HTTP 500s, throttling
 (ServiceUnavailableException), and partial answers (``FailedPutCount``: some records
-refused, only the others passed on). It can also hold calls (forwarding nothing) so a test
-can kill the client mid-call. Every other request is passed through unchanged. Used by the
-export tests and the soak suite.
+refused, only the others passed on); on request, answers lost after delivery. It can
+also hold calls (forwarding nothing) so a test can kill the client mid-call. Every other
+request is passed through unchanged. Used by the export tests and the soak suite.
 
 A test double only in the sense that it injects failures; the records it lets through are
 delivered by the real (local) Firehose API."""
@@ -21,6 +21,9 @@ from urllib.parse import urlparse
 
 PUT_RECORD_BATCH = "Firehose_20150804.PutRecordBatch"
 FAULTS = ("http500", "throttle", "partial")
+# Not among the defaults, since it makes records arrive twice: the call is delivered, then
+# answered with HTTP 500, as when Firehose's answer is lost on the way back.
+LOST_ANSWER = "lost_answer"
 
 
 @dataclass
@@ -68,12 +71,6 @@ class FaultProxy:
         self.release()
         self.server.shutdown()
         self.server.server_close()
-
-    def set_plan(self, plan: FaultPlan) -> None:
-        with self.lock:
-            self.plan = plan
-            self.random = random.Random(plan.seed)
-            self.released.clear()
 
     def release(self) -> None:
         """Held calls are answered with HTTP 500, forwarding nothing."""
@@ -125,7 +122,7 @@ class FaultProxy:
             fault = None
             if not hold and self.random.random() < plan.share:
                 fault = self.random.choice(plan.kinds)
-                self.counts.injected[fault] += 1
+                self.counts.injected[fault] = self.counts.injected.get(fault, 0) + 1
             if hold:
                 self.counts.held += 1
         if hold:
@@ -137,6 +134,9 @@ class FaultProxy:
             return error(503, "ServiceUnavailableException", "Slow down (injected)")
         if fault == "partial":
             return self.partial(request, body)
+        if fault == LOST_ANSWER:
+            self.passed(request, body)
+            return error(500, "InternalFailure", "delivered, answer lost (injected)")
         return self.passed(request, body)
 
     def passed(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +66,23 @@ def one_source_pipeline(source: dict[str, Any], trigger: str = "1 second") -> Pi
             "sources": {"events": source},
             "tables": {"events": {"source": "events", "schema_ddl": "id STRING"}},
             "jobs": {"ingest-events": {"kind": "ingest", "table": "events", "trigger": trigger}},
+        }
+    )
+
+
+def orders_only_pipeline(pipeline: Pipeline, prefix: str, **update: Any) -> Pipeline:
+    """``pipeline`` cut to its `orders` table (no curated tables, exports or quality rules
+    of the tables dropped), under a name of its own so its Glue databases are the test's;
+    ``update`` sets further fields."""
+    return pipeline.model_copy(
+        update={
+            "name": f"{prefix}_{uuid.uuid4().hex[:10]}",
+            "tables": {"orders": pipeline.tables["orders"]},
+            "curated": {},
+            "exports": {},
+            "quality": {},
+            "jobs": {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")},
+            **update,
         }
     )
 

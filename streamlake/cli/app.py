@@ -20,6 +20,7 @@ from streamlake.cli import (
     batch_cmd,
     catalog_cmd,
     config_cmd,
+    consume_cmd,
     demo_cmd,
     local_cmd,
     produce_cmd,
@@ -48,6 +49,7 @@ app.add_typer(quarantine_cmd.app, name="quarantine")
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(batch_cmd.app, name="batch")
 app.command("produce")(produce_cmd.produce_command)
+app.command("consume")(consume_cmd.consume_command)
 app.command("query")(query_cmd.query_command)
 app.command("demo")(demo_cmd.demo)
 

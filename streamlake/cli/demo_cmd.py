@@ -17,6 +17,7 @@ from connectors.aws import AwsEndpoint, aws_endpoint
 from connectors.sns import received_notifications, subscribe_queue
 from streamlake.cli.batch_cmd import print_report
 from streamlake.cli.context import CliContext, cli_context, notifying
+from streamlake.cli.demo_alerts import PurchaseAlerts, purchase_ids
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
@@ -37,6 +38,8 @@ DEMO_JOBS = {
     "customers": "ingest-customers",
 }
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
+# How long the demo waits, after the jobs, for the KCL consumer's purchase alerts.
+ALERTS_TIMEOUT_S = 180.0
 # The nightly workflow's batch steps the demo runs after processing, in order.
 DEMO_BATCH_JOBS = ("compact", "curate", "quality", "catalog", "export")
 # What the demo shows of each curated table, through `streamlake query`.
@@ -132,11 +135,27 @@ def demo(
     console.print(f"local stack healthy ({time.monotonic() - started:.1f}s)")
     reset_stale_state(console, pipeline, settings, status.resources)
     inbox = notification_inbox(pipeline, aws)
-    with console.status("starting Spark"):
-        spark = build_spark_session(settings, app_name="streamlake-demo")
-    with notifying(context) as notifier:
-        lines, reports = run_pipeline(context, spark, aws, notifier, count, seed)
-    notifications = received_notifications(aws, inbox) if inbox else []
+    run_seed = seed if seed is not None else int(time.time())
+    # The KCL consumer starts while Spark does, and alerts while the jobs run.
+    alerts = PurchaseAlerts(pipeline, settings, aws)
+    if inbox and alerts.available():
+        alerts.start()
+    try:
+        with console.status("starting Spark"):
+            spark = build_spark_session(settings, app_name="streamlake-demo")
+        with notifying(context) as notifier:
+            lines, reports = run_pipeline(context, spark, aws, notifier, count, run_seed)
+        notifications: list[dict[str, Any]] = []
+        if inbox:
+            expected = purchase_ids(demo_mix("clickstream", count, run_seed))
+            with console.status(f"waiting for the consumer's {len(expected)} purchase alerts"):
+                notifications = alerts.wait_for(
+                    expected if alerts.available() else set(),
+                    lambda: received_notifications(aws, inbox),
+                    ALERTS_TIMEOUT_S,
+                )
+    finally:
+        alerts.stop()
     done = (
         f"done in {time.monotonic() - started:.1f}s; lake at {settings.lake.root}; the local "
         "services keep running (`streamlake local down` stops them)"
@@ -147,6 +166,7 @@ def demo(
             "sources": {line.source: line.figures() for line in lines},
             "batch": [report.as_dict() for report in reports],
             "notifications": [n["attributes"] for n in notifications],
+            "purchase_alerts": sorted(alerts.alerted_ids()),
         }
         print(json.dumps(figures, default=str))
     else:
@@ -155,7 +175,21 @@ def demo(
             print_report(console, batch_report)
         show_curated(console, pipeline, settings)
         show_notifications(console, pipeline, notifications)
+        show_alerts(console, alerts)
         console.print(done)
+    if alerts.available() and inbox:
+        missing = expected - alerts.alerted_ids()
+        if alerts.error is not None or missing:
+            console.print(
+                f"[red]the purchase-alert consumer {alerts.application} "
+                + (
+                    f"failed: {escape(str(alerts.error))}"
+                    if alerts.error
+                    else f"sent no alert for {len(missing)} of {len(expected)} purchases"
+                )
+                + "[/]"
+            )
+            raise typer.Exit(EXIT_JOB_FAILED)
     failed = [r for r in reports if r.failed]
     if failed:
         console.print(f"[red]batch job {failed[0].job} failed: {escape(failed[0].failed or '')}[/]")
@@ -174,7 +208,7 @@ def run_pipeline(
     aws: AwsEndpoint,
     notifier: Notifier,
     count: int,
-    seed: int | None,
+    run_seed: int,
 ) -> tuple[list[DemoLine], list[BatchReport]]:
     """Produce, ingest and process, then the batch jobs (until one fails); Spark is stopped
     at the end."""
@@ -188,10 +222,9 @@ def run_pipeline(
         lag = pipeline.notifications.source_lag_records
         spark.streams.addListener(BatchLogListener(notifier, lag))
         lines = []
-        run_seed = seed if seed is not None else int(time.time())
         for source in DEMO_JOBS:
-            n = count // 4 if source == "customers" else count
-            mix = EventMix(n, bad_ratio=0.03, duplicate_ratio=0.02, seed=run_seed)
+            mix = demo_mix(source, count, run_seed)
+            n = mix.count
             before = TableCounts.of(spark, settings, source)
             with console.status(f"producing {n} {source} events"):
                 report = produce(source, pipeline, settings.kafka, aws, mix)
@@ -234,6 +267,30 @@ def run_pipeline(
     finally:
         spark.stop()
     return lines, reports
+
+
+def demo_mix(source: str, count: int, seed: int) -> EventMix:
+    """What the demo produces to ``source``."""
+    n = count // 4 if source == "customers" else count
+    return EventMix(n, bad_ratio=0.03, duplicate_ratio=0.02, seed=seed)
+
+
+def show_alerts(console: Console, alerts: PurchaseAlerts) -> None:
+    if not alerts.alerts:
+        return
+    table = Table(
+        title=f"purchase alerts from the KCL consumer {alerts.application} "
+        f"({len(alerts.alerts)}, the last 5)",
+        title_justify="left",
+    )
+    for column in ("event_id", "customer_id", "shard", "ts"):
+        table.add_column(column)
+    for alert in alerts.alerts[-5:]:
+        message = alert["message"]
+        table.add_row(
+            *(str(message.get(column)) for column in ("event_id", "customer_id", "shard", "ts"))
+        )
+    console.print(table)
 
 
 # The queue the demo subscribes to the pipeline's notification topic, to show what the

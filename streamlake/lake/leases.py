@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import psutil
+
 from streamlake.errors import LeaseHeldError
 from streamlake.lake.files import LocationFiles
 
@@ -57,9 +59,17 @@ class TableLeases:
         return None if lease.expired(self.clock()) else lease
 
     def take(self, table: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> None:
-        """Take or renew the table's lease for ``holder``; raise if another job holds it.
-        The same job takes over its own lease: a job restarted after a crash goes on."""
+        """Take or renew the table's lease for ``holder``; raise if another job holds it,
+        or another process of the same job still runs on this host. Otherwise the same job
+        takes over its own lease: a job restarted after a crash goes on."""
         held = self.current(table)
+        if held is not None and held.holder == holder and self._other_live_process(held):
+            raise LeaseHeldError(
+                f"{holder} is already running (pid {held.pid} on {held.host}), working on {table}",
+                f"wait for it to end, or stop pid {held.pid}",
+                table=table,
+                holder=held.holder,
+            )
         if held is not None and held.holder != holder:
             raise LeaseHeldError(
                 f"{held.holder} (pid {held.pid} on {held.host}) is working on {table}, "
@@ -71,6 +81,17 @@ class TableLeases:
             )
         lease = Lease(table, holder, socket.gethostname(), os.getpid(), self.clock(), ttl_s)
         self.files.write(f"{table}.json", json.dumps(asdict(lease)))
+
+    @staticmethod
+    def _other_live_process(lease: Lease) -> bool:
+        """A lease of another process on this host that is still alive (on another host
+        liveness cannot be told: the lease's expiry decides)."""
+        if lease.host != socket.gethostname() or lease.pid == os.getpid():
+            return False
+        try:
+            return psutil.Process(lease.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
 
     def release(self, table: str, holder: str) -> None:
         """Drop the table's lease if ``holder`` (this process) has it."""

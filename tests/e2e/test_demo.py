@@ -97,6 +97,13 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
         "processed.orders -> shop-big-orders": big,
         "curated.daily_revenue -> shop-curated-orders": days,
     }
+    # The KCL consumer sent an SNS alert for every purchase of this run (and the demo waited
+    # for them all before it ended).
+    clicks = DeltaTable(str(lake / "processed" / "clickstream")).to_pyarrow_table(
+        columns=["event_id", "event_type"]
+    )
+    purchases = {row["event_id"] for row in clicks.to_pylist() if row["event_type"] == "purchase"}
+    assert purchases and purchases <= set(output["purchase_alerts"])
     customers = DeltaTable(str(lake / "curated" / "customers")).to_pyarrow_table()
     assert 0 < customers.num_rows <= figures["customers"]["processed"]
     assert "streamlake query" not in result.stdout  # --json prints the figures only

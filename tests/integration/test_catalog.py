@@ -22,7 +22,7 @@ from streamlake.config.settings import LakeSettings, Settings
 from streamlake.errors import EXIT_JOB_FAILED, CatalogError
 from streamlake.lake.delta_rs import open_delta_table
 from streamlake.paths import checkout_root
-from tests.support import CountingGlue, cli_env, with_lake, write_config_dir
+from tests.support import CountingGlue, cli_env, orders_only_pipeline, write_config_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -36,30 +36,13 @@ EVENTS_DDL = "id BIGINT, kind STRING, amount DECIMAL(10,2), event_date DATE"
 
 
 @pytest.fixture
-def lake(settings: Settings, tmp_path: Path) -> Settings:
-    return with_lake(settings, tmp_path)
-
-
-@pytest.fixture
 def glue(settings: Settings) -> Any:
     return aws_endpoint(settings).client("glue")
 
 
 def one_table_pipeline(loaded: Any, **catalog: Any) -> Pipeline:
-    """The demo pipeline cut to one table (`orders`), under a name of its own, so its Glue
-    databases are this test's alone."""
-    pipeline: Pipeline = loaded.pipeline
-    return pipeline.model_copy(
-        update={
-            "name": f"cat_{uuid.uuid4().hex[:10]}",
-            "tables": {"orders": pipeline.tables["orders"]},
-            "curated": {},
-            "exports": {},
-            "quality": {},
-            "jobs": {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")},
-            "catalog": Catalog(**catalog),
-        }
-    )
+    """The demo pipeline cut to one table (`orders`), its Glue databases this test's alone."""
+    return orders_only_pipeline(loaded.pipeline, "cat", catalog=Catalog(**catalog))
 
 
 def catalog_run(pipeline: Pipeline, settings: Settings, spark: Any = None) -> BatchRun:

@@ -51,11 +51,6 @@ def outcome(report: BatchReport, table: str) -> Any:
     return next(t for t in report.tables if t.table == table)
 
 
-@pytest.fixture
-def lake(settings: Settings, tmp_path: Path) -> Settings:
-    return with_lake(settings, tmp_path)
-
-
 # -- daily_revenue and funnel ---------------------------------------------------------------
 
 

@@ -18,27 +18,24 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from batch.export import reject_oversized, selected_targets
 from batch.jobs import BatchRun, run_batch_job
 from batch.report import BatchReport
 from connectors.aws import AwsEndpoint, aws_endpoint
 from connectors.firehose import ensure_delivery_stream
-from connectors.s3 import ensure_bucket
+from connectors.s3 import ensure_bucket, location_files
 from streamlake.config.pipeline import Export, FirehoseStream, Pipeline
 from streamlake.config.settings import Settings
-from streamlake.errors import EXIT_BAD_USAGE, EXIT_JOB_FAILED, ConfigError
+from streamlake.errors import EXIT_BAD_USAGE, EXIT_JOB_FAILED, ConfigError, LeaseHeldError
 from streamlake.lake.delta_rs import read_rows
+from streamlake.lake.leases import LEASES, TableLeases
 from tests.conftest import CONFIGS
-from tests.fault_proxy import FaultPlan, FaultProxy
+from tests.fault_proxy import LOST_ANSWER, FaultPlan, FaultProxy
 from tests.support import cli_env, poll, with_lake, write_config_dir
 
 pytestmark = [pytest.mark.integration]
 
 BUCKET = "shop-delivery"
-
-
-@pytest.fixture
-def lake(settings: Settings, tmp_path: Path) -> Settings:
-    return with_lake(settings, tmp_path)
 
 
 @pytest.fixture
@@ -164,6 +161,33 @@ def test_injected_faults_are_retried_and_deliver_everything_once(
     assert ids_once(delivered(aws_endpoint(settings), stream)) == {f"o-{i}" for i in range(1800)}
 
 
+def test_a_call_delivered_but_answered_with_an_error_is_resent_with_the_same_export_ids(
+    loaded: Any, lake: Settings, stream: str, settings: Settings
+) -> None:
+    """The one case the export resends: Firehose delivered a call whose answer was lost.
+    Its records arrive twice, each copy with the same ``_export_id``, by which a
+    consumer keeps one."""
+    pipeline = export_pipeline(loaded, stream)
+    write_orders(lake, range(0, 1200))
+    plan = FaultPlan(share=0.5, kinds=(LOST_ANSWER,), seed=1)
+    with FaultProxy(settings.aws.endpoint_url or "", plan) as proxy:
+        through = lake.model_copy(
+            update={"aws": lake.aws.model_copy(update={"endpoint_url": proxy.url})}
+        )
+        report = export(pipeline, through)
+    assert report.failed is None and proxy.counts.injected[LOST_ANSWER] > 0
+    records = delivered(aws_endpoint(settings), stream)
+    by_id: dict[str, set[str]] = {}
+    for record in records:
+        by_id.setdefault(record["_export_id"], set()).add(record["order_id"])
+    assert len(records) > 1200  # some came twice
+    assert all(len(orders) == 1 for orders in by_id.values())  # a copy is the same record
+    assert {order for orders in by_id.values() for order in orders} == {
+        f"o-{i}" for i in range(1200)
+    }
+    assert len(by_id) == 1200
+
+
 def run_cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "streamlake", "--config", str(config), *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -247,7 +271,8 @@ def test_a_record_over_the_limit_is_kept_with_the_reason_not_sent(
     huge = pa.table({"order_id": ["o-huge"], "amount": [1.0], "note": ["y" * 1_100_000]})
     write_deltalake(path, huge, mode="append")
 
-    report = export(export_pipeline(loaded, stream), lake)
+    pipeline = export_pipeline(loaded, stream)
+    report = export(pipeline, lake)
 
     assert "1 over 1,000 KiB kept in _meta/export_rejects" in report.tables[0].detail
     assert ids_once(delivered(aws_endpoint(settings), stream)) == {"o-0", "o-1", "o-2"}
@@ -256,6 +281,13 @@ def test_a_record_over_the_limit_is_kept_with_the_reason_not_sent(
     (reject,) = rejects.to_pylist()
     assert reject["export"] == "big_orders" and "over Firehose's 1024000" in reject["reason"]
     assert json.loads(reject["record"])["order_id"] == "o-huge"
+    # A rerun of the window after a crash between keeping it and recording its position
+    # accounts for the record again without keeping it twice.
+    (target,) = selected_targets(BatchRun("export", pipeline, lake, no_spark))
+    again = json.dumps({"_export_id": reject["export_id"], "note": "y" * 1_100_000}).encode()
+    assert reject_oversized(target, lake, [(7, again)]) == [7]
+    kept = read_rows(lake.lake.meta_path("export_rejects"), lake)
+    assert kept is not None and kept.num_rows == 1
 
 
 def test_an_export_of_a_column_the_table_lacks_is_a_one_line_error(
@@ -271,3 +303,29 @@ def test_an_export_of_a_column_the_table_lacks_is_a_one_line_error(
     assert result.returncode == EXIT_BAD_USAGE, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "exports.big_orders" in lines[0] and "amout" in lines[0]
+
+
+def test_an_export_refuses_to_run_while_another_process_exports_the_same(
+    loaded: Any, lake: Settings, stream: str, settings: Settings
+) -> None:
+    """Two export runs at once would send the same window twice: the second is refused
+    while the first's process lives, and runs once it has ended."""
+    write_orders(lake, range(0, 10))
+    pipeline = export_pipeline(loaded, stream)
+    export(pipeline, lake)  # its lease file is left behind, released
+    leases = TableLeases(location_files(lake.lake.meta_path(LEASES), lake))
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        leases.take("export.big_orders", "export")
+        lease_file = Path(lake.lake.meta_path(LEASES)) / "export.big_orders.json"
+        held = json.loads(lease_file.read_text())
+        lease_file.write_text(json.dumps({**held, "pid": running.pid}))
+        write_orders(lake, range(10, 20))
+        with pytest.raises(LeaseHeldError, match=rf"export is already running \(pid {running.pid}"):
+            export(pipeline, lake)
+    finally:
+        running.kill()
+        running.wait()
+    report = export(pipeline, lake)
+    assert report.failed is None
+    assert ids_once(delivered(aws_endpoint(settings), stream)) == {f"o-{i}" for i in range(20)}

@@ -25,7 +25,14 @@ from streamlake.config.settings import Settings
 from streamlake.errors import CatalogError
 from streamlake.produce.events import EventMix, events_for
 from tests.conftest import CONFIGS
-from tests.support import cli_env, poll, with_lake, write_config_dir, write_raw
+from tests.support import (
+    cli_env,
+    orders_only_pipeline,
+    poll,
+    with_lake,
+    write_config_dir,
+    write_raw,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -46,19 +53,13 @@ def topic(endpoint: AwsEndpoint) -> str:
 def small_pipeline(loaded: Any, topic: str, **catalog: Any) -> Pipeline:
     """The demo pipeline cut to `orders`, under a name of its own, with one blocking rule
     a single row fails."""
-    pipeline: Pipeline = loaded.pipeline
     rule = QualityRule(name="enough_orders", kind="row_count", min=10)
-    return pipeline.model_copy(
-        update={
-            "name": f"ntf_{uuid.uuid4().hex[:8]}",
-            "tables": {"orders": pipeline.tables["orders"]},
-            "curated": {},
-            "exports": {},
-            "quality": {"processed.orders": [rule]},
-            "jobs": {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")},
-            "catalog": Catalog(**catalog),
-            "notifications": Notifications(topic=topic),
-        }
+    return orders_only_pipeline(
+        loaded.pipeline,
+        "ntf",
+        quality={"processed.orders": [rule]},
+        catalog=Catalog(**catalog),
+        notifications=Notifications(topic=topic),
     )
 
 
@@ -132,7 +133,8 @@ def test_a_succeeding_a_failing_and_a_breaching_job_notify_what_subscribers_filt
             ("quality_breach", "quality"): 1,
         }
     )
-    assert received_notifications(endpoint, failures) == []  # and nothing else came
+    # and nothing else came (the queue long-polled for a while)
+    assert received_notifications(endpoint, failures, wait_s=3) == []
 
 
 @pytest.mark.spark

@@ -21,7 +21,7 @@ from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.lake.query import run_query
 from tests.conftest import CONFIGS
-from tests.support import append_processed, cli_env, with_lake, write_config_dir
+from tests.support import append_processed, cli_env, write_config_dir
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -53,11 +53,6 @@ RULES: dict[str, list[dict[str, Any]]] = {
         {"name": "customers_changed_lately", "kind": "freshness", "max_age": "1 hour"},
     ],
 }
-
-
-@pytest.fixture
-def lake(settings: Settings, tmp_path: Path) -> Settings:
-    return with_lake(settings, tmp_path)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,14 +36,38 @@ def test_a_held_lease_refuses_another_job_and_names_the_holder(tmp_path: Path) -
     leases(tmp_path, clock).take("customers", "replay-customers")  # other tables are free
 
 
+def another_process(alive: bool) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    if not alive:
+        process.kill()
+        process.wait()
+    return process
+
+
 def test_the_same_job_takes_its_lease_over_after_a_crash(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "leases" / "orders.json"
     leases(tmp_path, clock).take("orders", "process-orders")
     crashed = json.loads(path.read_text())
-    path.write_text(json.dumps({**crashed, "pid": crashed["pid"] + 1}))  # another process
+    path.write_text(json.dumps({**crashed, "pid": another_process(alive=False).pid}))
     leases(tmp_path, clock).take("orders", "process-orders")
     assert json.loads(path.read_text())["renewed_at"] == clock.now
+
+
+def test_a_second_live_process_of_the_same_job_is_refused(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "leases" / "export.big_orders.json"
+    leases(tmp_path, clock).take("export.big_orders", "export")
+    running = another_process(alive=True)
+    try:
+        held = json.loads(path.read_text())
+        path.write_text(json.dumps({**held, "pid": running.pid}))
+        with pytest.raises(LeaseHeldError, match=f"export is already running \\(pid {running.pid}"):
+            leases(tmp_path, clock).take("export.big_orders", "export")
+    finally:
+        running.kill()
+        running.wait()
+    leases(tmp_path, clock).take("export.big_orders", "export")  # it ended: taken over
 
 
 def test_an_unrenewed_lease_expires_and_a_released_one_is_gone(tmp_path: Path) -> None:
