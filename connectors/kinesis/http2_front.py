@@ -10,8 +10,10 @@ the same bytes to the same path, so the server sees what any other client sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,8 +51,14 @@ class Http2Front:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the front, if it stopped by itself."""
+        return self._error
+
     def start(self, timeout_s: float = 10.0) -> Http2Front:
-        """Returns once the front accepts connections."""
+        """Returns once the front's socket listens (connections wait in its backlog until
+        the server takes them)."""
         self._thread = threading.Thread(target=self._run, name="h2c-front", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout_s) or self._error is not None:
@@ -59,8 +67,10 @@ class Http2Front:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Stops serving; called once the daemon that used it has stopped."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(10)
 
@@ -83,13 +93,14 @@ class Http2Front:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", self.port)
-        # Reserve the port before hypercorn binds it, so that `port` is known up front.
-        self.port = server.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
+        # Bound and listening here, then handed to hypercorn: the port is known, and no
+        # other process can take it in between.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self.port = listener.getsockname()[1]
         config = Config()
-        config.bind = [f"127.0.0.1:{self.port}"]
+        config.bind = [f"fd://{listener.detach()}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.keep_alive_timeout = 600

@@ -15,11 +15,13 @@ the consumer without checkpointing the batch it failed in.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +36,7 @@ from typing import Any, Literal, Protocol
 
 from connectors.aws import AwsEndpoint
 from connectors.kinesis.http2_front import Http2Front
-from streamlake.errors import EXIT_BAD_USAGE, ConsumerError, SetupError
+from streamlake.errors import EXIT_BAD_USAGE, ConsumerError, SetupError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class KinesisRecord:
     data: bytes
 
     def json(self) -> Any:
+        """The record's data parsed as JSON (ValueError when it is not)."""
         return json.loads(self.data)
 
 
@@ -81,6 +84,9 @@ class ConsumerContext:
 
 
 class Handler(Protocol):
+    """A consumer's handler: called once per record delivered (at least once per record),
+    in the shard's order; returning means done, raising stops the consumer."""
+
     def __call__(self, record: KinesisRecord, context: ConsumerContext) -> object: ...
 
 
@@ -102,7 +108,7 @@ def resolve_handler(spec: str, search_path: Path | None = None) -> Handler:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ConsumerError(
-            f"handler {spec} cannot be imported: {type(exc).__name__}: {exc}",
+            f"handler {spec} cannot be imported: {type(exc).__name__}: {first_line(exc)}",
             "check the module is on PYTHONPATH or in the current folder",
             handler=spec,
             exit_code=EXIT_BAD_USAGE,
@@ -188,6 +194,7 @@ def daemon_properties(
 
 
 def classpath(jars_dir: Path) -> str:
+    """Every jar under ``jars_dir`` (Maven's repository layout), as a Java classpath."""
     jars = sorted(str(jar) for jar in jars_dir.rglob("*.jar"))
     if not jars:
         raise SetupError(
@@ -260,16 +267,19 @@ class EventLog:
 # --- running the daemon ------------------------------------------------------------------
 
 PR_SET_PDEATHSIG = 1
+# Loaded here, not in the forked child, where importing and loading are not safe.
+try:
+    LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    LIBC = None
 
 
 def die_with_parent() -> None:
-    """Called in a child before it runs (``preexec_fn``) or first thing in it: the child is
-    killed when its parent dies, even by SIGKILL, instead of living on orphaned (a daemon
-    holding leases, a processor reading a closed pipe)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    """Run in the daemon's process before it starts (``preexec_fn``): the daemon is killed
+    when the thread that started it ends (the consumer killed outright, even by SIGKILL)
+    instead of living on, holding the leases."""
+    if LIBC is not None:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 LOGBACK = """<configuration>
@@ -293,6 +303,7 @@ class KclConsumer:
         self.java = java
         self.summary = ConsumeSummary()
         self._events = EventLog(spec.events_file)
+        self._lock_fd: int | None = None
 
     def run(
         self,
@@ -313,12 +324,12 @@ class KclConsumer:
         on_progress: Callable[[ConsumeSummary], None] | None,
         poll_s: float,
     ) -> ConsumeSummary:
-        front = Http2Front(self.spec.aws.endpoint_url or "").start() if self.spec.local else None
+        front = self._start_front() if self.spec.local else None
         try:
             kinesis_endpoint = front.url if front else None
             daemon = self._start_daemon(kinesis_endpoint)
             try:
-                self._watch(daemon, stop, on_progress, poll_s)
+                self._watch(daemon, stop, on_progress, poll_s, front)
             finally:
                 # After a handler failure the other shards have checkpointed what they
                 # handled; waiting on a graceful shutdown would only let the KCL hand the
@@ -332,6 +343,15 @@ class KclConsumer:
             raise self._failure_error(self.summary.failure)
         return self.summary
 
+    def _start_front(self) -> Http2Front:
+        try:
+            return Http2Front(self.spec.aws.endpoint_url or "").start()
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise SetupError(
+                f"the local HTTP/2 front for the KCL's Kinesis client did not start: "
+                f"{first_line(exc)}"
+            ) from exc
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Two consumers of one application on one host would share a worker id, and each
@@ -339,6 +359,7 @@ class KclConsumer:
         with (self.spec.run_dir / "consumer.lock").open("w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock_fd = lock.fileno()
             except BlockingIOError:
                 raise ConsumerError(
                     f"a consumer of {self.spec.application} already runs on this host",
@@ -361,8 +382,11 @@ class KclConsumer:
             "search_path": str(self.spec.search_path),
             "log_file": str(self.spec.run_dir / "processor.log"),
         }
-        self.spec.processor_config.write_text(json.dumps(config))
-        self.spec.processor_config.chmod(0o600)
+        # It may hold the local server's placeholder keys: owner-only from its creation.
+        self.spec.processor_config.unlink(missing_ok=True)
+        descriptor = os.open(self.spec.processor_config, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(json.dumps(config))
         (self.spec.run_dir / "logback.xml").write_text(LOGBACK.format(log=self.spec.daemon_log))
 
     def _start_daemon(self, kinesis_endpoint: str | None) -> subprocess.Popen[bytes]:
@@ -391,6 +415,10 @@ class KclConsumer:
             str(properties_file),
         ]
         log.info("starting the KCL daemon for %s on %s", self.spec.application, self.spec.stream)
+        java = shutil.which(self.java)
+        if java is None:
+            raise SetupError(f"{self.java} is not on PATH", "install Java 17 or newer")
+        command[0] = java
         with self.spec.daemon_log.open("ab") as out:
             return subprocess.Popen(
                 command,
@@ -399,6 +427,8 @@ class KclConsumer:
                 stderr=subprocess.STDOUT,
                 env=self._daemon_env(),
                 start_new_session=True,
+                # The daemon holds the consumer's lock too, for as long as it lives.
+                pass_fds=(self._lock_fd,) if self._lock_fd is not None else (),
                 preexec_fn=die_with_parent,
             )
 
@@ -423,14 +453,25 @@ class KclConsumer:
         stop: threading.Event,
         on_progress: Callable[[ConsumeSummary], None] | None,
         poll_s: float,
+        front: Http2Front | None = None,
     ) -> None:
         while not stop.is_set():
+            if front is not None and front.error is not None:
+                raise ConsumerError(
+                    f"the local HTTP/2 front stopped: {first_line(front.error)}",
+                    f"see {self.spec.daemon_log}",
+                    application=self.spec.application,
+                    stream=self.spec.stream,
+                )
             changed = self._collect()
             if changed and on_progress is not None:
                 on_progress(self.summary)
             if self.summary.failure is not None:
                 return
             if daemon.poll() is not None:
+                self._collect()  # a processor's failure may have come just before the exit
+                if self.summary.failure is not None:
+                    return
                 raise ConsumerError(
                     f"the KCL daemon exited with code {daemon.returncode}: "
                     f"{self._last_daemon_error()}",
@@ -451,8 +492,10 @@ class KclConsumer:
         """SIGTERM runs the daemon's graceful shutdown: each processor is asked to stop and
         checkpoints what it handled; past the deadline the group is killed."""
         if daemon.poll() is None:
+            # To the daemon alone: its processors share its process group, and a SIGTERM
+            # would end them in the middle of a handler call; the daemon stops them itself.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(daemon.pid, signal.SIGTERM)
+                daemon.send_signal(signal.SIGTERM)
             try:
                 daemon.wait(timeout_s)
             except subprocess.TimeoutExpired:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import threading
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +29,6 @@ from connectors.kinesis.kcl import (
     EventLog,
     Handler,
     KinesisRecord,
-    die_with_parent,
     resolve_handler,
 )
 from streamlake.errors import first_line
@@ -65,19 +67,11 @@ class HandlerProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
         records = process_records_input.records
         last: Any = None
         for raw in records:
-            record = KinesisRecord(
-                stream=self.context.stream,
-                shard_id=self.shard_id,
-                sequence_number=raw.sequence_number,
-                sub_sequence_number=int(raw.sub_sequence_number or 0),
-                partition_key=raw.partition_key,
-                arrival=raw.approximate_arrival_timestamp,
-                data=raw.binary_data,
-            )
             try:
+                record = self._record(raw)
                 self.handler(record, self.context)
             except Exception as exc:
-                self._fail(record, exc)
+                self._fail(raw.sequence_number, exc)
             last = raw
         self.events.write(event="batch", shard=self.shard_id, records=len(records))
         if last is not None:
@@ -86,6 +80,19 @@ class HandlerProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                 last.sequence_number,
                 int(last.sub_sequence_number or 0),
             )
+
+    def _record(self, raw: Any) -> KinesisRecord:
+        assert self.context is not None
+        arrival = raw.approximate_arrival_timestamp  # kclpy's is in the host's zone
+        return KinesisRecord(
+            stream=self.context.stream,
+            shard_id=self.shard_id,
+            sequence_number=raw.sequence_number,
+            sub_sequence_number=int(raw.sub_sequence_number or 0),
+            partition_key=raw.partition_key,
+            arrival=arrival.astimezone(UTC) if arrival is not None else None,
+            data=raw.binary_data,
+        )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Called when another worker took the shard: no checkpoint is possible any more."""
@@ -118,17 +125,32 @@ class HandlerProcessor(processor.RecordProcessorBase):  # type: ignore[misc]
                     self.events.write(event="checkpointed", shard=self.shard_id, sequence=sequence)
                 return
 
-    def _fail(self, record: KinesisRecord, exc: Exception) -> None:
-        log.error("handler failed on %s %s", record.shard_id, record.sequence_number, exc_info=exc)
-        self.events.write(
-            event="failed",
-            shard=record.shard_id,
-            sequence=record.sequence_number,
-            error=f"{type(exc).__name__}: {first_line(exc)}",
-        )
-        # kclpy reports any other exception as a finished batch; exiting is what keeps the
-        # daemon from reading on past a batch that was not handled.
-        raise SystemExit(1)
+    def _fail(self, sequence: str, exc: Exception) -> None:
+        # kclpy reports any other exception as a finished batch; exiting, whatever happens
+        # on the way, is what keeps the daemon from reading on past a batch not handled.
+        try:
+            log.error("handler failed on %s %s", self.shard_id, sequence, exc_info=exc)
+            self.events.write(
+                event="failed",
+                shard=self.shard_id,
+                sequence=sequence,
+                error=f"{type(exc).__name__}: {first_line(exc)}",
+            )
+        finally:
+            raise SystemExit(1)
+
+
+def watch_parent(every_s: float = 1.0) -> None:
+    """Ends this process when the daemon that started it is gone (killed outright): a
+    handler busy in a long call would otherwise never read the closed stdin and live on."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
@@ -138,7 +160,7 @@ def main(argv: list[str]) -> int:
         level=logging.INFO,
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
-    die_with_parent()
+    watch_parent()
     events = EventLog(Path(config["events_file"]))
     handler = resolve_handler(config["handler"], Path(config["search_path"]))
     # stdout is the protocol's channel: what the handler prints goes to stderr instead.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from functools import cache
 from typing import Any
 
@@ -37,7 +38,8 @@ def _topic_arn(aws: AwsEndpoint, topic: str) -> str:
 def on_purchase(record: KinesisRecord, context: ConsumerContext) -> None:
     """Publishes ``{"event_id", "customer_id", "ts", ...}`` with the attributes event
     ``purchase``, job (the consumer), table (the stream) and severity ``info``. Records
-    that are not JSON objects are skipped: the lake's processed layer quarantines them."""
+    that are not JSON objects or have no event id are skipped: the lake's processed layer
+    quarantines them."""
     if context.topic is None:
         raise ResourceError("the pipeline declares no notifications topic to alert on")
     try:
@@ -47,9 +49,14 @@ def on_purchase(record: KinesisRecord, context: ConsumerContext) -> None:
         return
     if not isinstance(event, dict) or event.get("event_type") != EVENT:
         return
+    event_id = event.get("event_id")
+    if not isinstance(event_id, str) or not event_id:
+        log.info("skipping %s %s: no event id", record.shard_id, record.sequence_number)
+        return
     _sns(context.aws).publish(
         TopicArn=_topic_arn(context.aws, context.topic),
-        Subject=f"purchase {event.get('event_id')}",
+        # SNS takes printable ASCII subjects of up to 100 characters.
+        Subject=re.sub(r"[^ -~]", "?", f"purchase {event_id}")[:100],
         Message=json.dumps({**event, "shard": record.shard_id, "sequence": record.sequence_number}),
         MessageAttributes={
             name: {"DataType": "String", "StringValue": value}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -96,6 +96,7 @@ def consume_command(
 
 
 def run_consumer(context: CliContext, spec: ConsumerSpec) -> ConsumeSummary:
+    """Runs the consumer until SIGINT/SIGTERM, a progress line every PROGRESS_EVERY_S."""
     last_shown = [time.monotonic()]
 
     def show(summary: ConsumeSummary) -> None:
@@ -123,10 +124,11 @@ def kinesis_stream(pipeline: Pipeline, name: str) -> str:
     return source.stream
 
 
-def check_stream(kinesis: object, stream: str) -> None:
+def check_stream(kinesis: Any, stream: str) -> None:
+    """Refuse a stream that does not exist before the daemon starts (it would retry)."""
     try:
-        kinesis.describe_stream_summary(StreamName=stream)  # type: ignore[attr-defined]
-    except kinesis.exceptions.ResourceNotFoundException:  # type: ignore[attr-defined]
+        kinesis.describe_stream_summary(StreamName=stream)
+    except kinesis.exceptions.ResourceNotFoundException:
         raise ResourceError(
             f"Kinesis stream {stream} does not exist", "run local up, or create the stream"
         ) from None

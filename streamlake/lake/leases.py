@@ -84,8 +84,9 @@ class TableLeases:
 
     @staticmethod
     def _other_live_process(lease: Lease) -> bool:
-        """A lease of another process on this host that is still alive (on another host
-        liveness cannot be told: the lease's expiry decides)."""
+        """A lease of another process on this host that is still alive. On another host
+        liveness cannot be told, and the same job takes the lease over, as after a crash
+        (a job restarted on another machine goes on at once)."""
         if lease.host != socket.gethostname() or lease.pid == os.getpid():
             return False
         try:
