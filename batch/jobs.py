@@ -11,6 +11,7 @@ from batch.report import BatchReport
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import DataLossError, UsageError, first_line
+from streamlake.metrics import MetricsPublisher, job_points
 from streamlake.notifications import Notifier
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class BatchRun:
     pipeline_file: str = "pipeline.yaml"
     progress: Callable[[str], None] = lambda _line: None
     notifier: Notifier = field(default_factory=Notifier)
+    metrics: MetricsPublisher = field(default_factory=MetricsPublisher)
     _spark: SparkSession | None = field(default=None, repr=False)
 
     @property
@@ -88,9 +90,12 @@ def run_batch_job(run: BatchRun) -> BatchReport:
         if isinstance(exc, DataLossError):
             notify("data_loss", run.job, f"{run.job}: data lost", first_line(exc))
         notify("job_failed", run.job, f"{run.job} failed", first_line(exc), run.only or "")
+        run.metrics.publish(job_points(run.job, time.monotonic() - started, True, []))
         raise
     report.seconds = time.monotonic() - started
     notify_outcome(run, job.kind, report)
+    changed = [(t.table, t.rows_changed) for t in report.tables if t.rows_changed is not None]
+    run.metrics.publish(job_points(run.job, report.seconds, report.failed is not None, changed))
     return report
 
 

@@ -1,5 +1,5 @@
 """Each process batch's counts: one log line (an alert event above the quarantine
-threshold) and one typed row in ``_meta/batch_metrics``."""
+threshold), one typed row in ``_meta/batch_metrics``, and metric points."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, ensure_table
 from streamlake.lake.tables import BATCH_METRICS
+from streamlake.metrics import MetricsPublisher, count_points
 from streamlake.notifications import DEFAULT_QUARANTINE_RATIO, Notifier
 
 if TYPE_CHECKING:
@@ -78,8 +79,12 @@ class MetricsRecorder:
         background: bool = True,
         alert_ratio: float = DEFAULT_QUARANTINE_RATIO,
         notifier: Notifier | None = None,
+        publisher: MetricsPublisher | None = None,
+        table: str = "",
     ) -> None:
         self.job = job
+        self.table = table
+        self.publisher = publisher or MetricsPublisher()
         # A batch quarantining more than this share of its records raises an alert.
         self.alert_ratio = alert_ratio
         self.notifier = notifier or Notifier()
@@ -96,6 +101,7 @@ class MetricsRecorder:
         """Called after the batch's data committed."""
         fields = counts.fields(self.job, batch_id, self.alert_ratio)
         log_batch(self.job, batch_id, counts, fields)
+        self.publisher.publish(count_points(fields, self.table))
         if fields["alert"]:
             self.alert(batch_id, counts, fields)
         with self._lock:

@@ -21,6 +21,7 @@ from streamlake.faults import Faults
 from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, ensure_table
 from streamlake.lake.tables import RAW
+from streamlake.metrics import MetricsPublisher
 from streamlake.notifications import Notifier
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def ingest_job(
     recover: Recovery | None = None,
     accepted_gaps: tuple[str, ...] = (),
     notifier: Notifier | None = None,
+    metrics: MetricsPublisher | None = None,
 ) -> StreamJob:
     """The job, once its checkpoint agrees with raw.<table> (see ``checkpoint_guard``)."""
     job = pipeline.jobs[name]
@@ -73,7 +75,9 @@ def ingest_job(
     if inline is not None:
         leases = table_leases(settings)
         leases.take(job.table, inline)  # a replay of the table refuses to run meanwhile
-        process = process_writer(spark, inline, pipeline, settings, checkpoint, files, notifier)
+        process = process_writer(
+            spark, inline, pipeline, settings, checkpoint, files, notifier, metrics
+        )
         writer = replace(writer, process=process)
         heartbeat = partial(leases.take, job.table, inline)
         on_stop = partial(stop_processing, process, leases, job.table, inline)

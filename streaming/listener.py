@@ -1,13 +1,17 @@
-"""Logs one line per micro-batch: rows, rows/s, duration, source lag."""
+"""Logs one line per micro-batch (rows, rows/s, duration, source lag) and publishes the
+same as metric points."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from streamlake.config.pipeline import Pipeline
+from streamlake.metrics import MetricsPublisher, progress_points
 from streamlake.notifications import Notifier
 
 log = logging.getLogger(__name__)
@@ -59,13 +63,30 @@ class BatchLogListener(StreamingQueryListener):
     """Called by Spark on the driver: at query start, after every batch, at termination.
     With a ``notifier`` and ``lag_threshold``, a job whose source lag goes past the
     threshold raises one source lag notification, and another only once it has caught up
-    in between."""
+    in between. Each batch's progress also goes to ``metrics``, under the table
+    ``tables`` maps the job to."""
 
-    def __init__(self, notifier: Notifier | None = None, lag_threshold: int | None = None):
+    def __init__(
+        self,
+        notifier: Notifier | None = None,
+        lag_threshold: int | None = None,
+        metrics: MetricsPublisher | None = None,
+        tables: Mapping[str, str] | None = None,
+    ):
         super().__init__()
         self.notifier = notifier or Notifier()
         self.lag_threshold = lag_threshold
         self.lagging: set[str] = set()
+        self.metrics = metrics or MetricsPublisher()
+        self.tables = dict(tables or {})
+
+    @classmethod
+    def for_pipeline(
+        cls, pipeline: Pipeline, notifier: Notifier, metrics: MetricsPublisher
+    ) -> BatchLogListener:
+        """The listener of a run of ``pipeline``'s streaming jobs."""
+        tables = {name: job.table for name, job in pipeline.jobs.items() if job.table}
+        return cls(notifier, pipeline.notifications.source_lag_records, metrics, tables)
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's hook names)
         log.info("job %s started (run %s)", event.name, event.runId)
@@ -83,6 +104,7 @@ class BatchLogListener(StreamingQueryListener):
             extra={"fields": fields},
         )
         self.check_lag(fields["job"], fields["source_lag"])
+        self.metrics.publish(progress_points(fields, self.tables.get(fields["job"], "")))
 
     def check_lag(self, job: str, lag: int | None) -> None:
         if self.lag_threshold is None or lag is None:

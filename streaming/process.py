@@ -39,6 +39,7 @@ from streamlake.lake.delta_rs import last_transaction_version
 from streamlake.lake.leases import LEASES, TableLeases
 from streamlake.lake.spark_delta import IdempotentDeltaAppend, read_table, table_exists
 from streamlake.lake.tables import PROCESSED_PARTITION
+from streamlake.metrics import MetricsPublisher
 from streamlake.notifications import Notifier
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class ProcessTargets:
         checkpoint: str | None,
         notifications: Notifications | None = None,
         notifier: Notifier | None = None,
+        metrics: MetricsPublisher | None = None,
     ) -> ProcessTargets:
         lake = settings.lake
         notifications = notifications or Notifications()
@@ -83,6 +85,8 @@ class ProcessTargets:
                 recorded_through,
                 alert_ratio=notifications.quarantine_ratio,
                 notifier=notifier,
+                publisher=metrics,
+                table=table,
             ),
         )
 
@@ -94,9 +98,11 @@ def process_job(
     settings: Settings,
     recover: Recovery | None = None,
     notifier: Notifier | None = None,
+    metrics: MetricsPublisher | None = None,
 ) -> StreamJob:
     """The job, once its checkpoint agrees with processed.<table> (see ``checkpoint_guard``).
-    ``notifier`` hears of batches quarantining too much."""
+    ``notifier`` hears of batches quarantining too much; ``metrics`` gets each batch's
+    counts."""
     job = pipeline.jobs[name]
     if job.kind != "process" or job.table is None:
         raise UsageError(f"{name} is not a process job")
@@ -127,7 +133,7 @@ def process_job(
     if job.max_bytes_per_trigger or not job.max_files_per_trigger:
         limit = job.max_bytes_per_trigger or DEFAULT_MAX_BYTES_PER_TRIGGER
         reader = reader.option("maxBytesPerTrigger", limit)
-    writer = process_writer(spark, name, pipeline, settings, checkpoint, files, notifier)
+    writer = process_writer(spark, name, pipeline, settings, checkpoint, files, notifier, metrics)
     return StreamJob(
         name=name,
         frame=reader.load(raw_path),
@@ -147,6 +153,7 @@ def process_writer(
     checkpoint: str,
     files: CheckpointFiles,
     notifier: Notifier | None = None,
+    metrics: MetricsPublisher | None = None,
 ) -> ProcessBatchWriter:
     """The batch function of process job ``name``, for the stream whose checkpoint is
     ``checkpoint`` (its own, or its ingest job's when it runs inline)."""
@@ -156,7 +163,9 @@ def process_writer(
     spec = TableSpec.of(spark, job.table, pipeline.tables[job.table])
     return ProcessBatchWriter(
         spec,
-        ProcessTargets.of(settings, name, job.table, checkpoint, pipeline.notifications, notifier),
+        ProcessTargets.of(
+            settings, name, job.table, checkpoint, pipeline.notifications, notifier, metrics
+        ),
         avro_decoder(spec.table, settings),
         files,
         settings.faults,

@@ -53,6 +53,8 @@ def local_overrides(state_dir: Path) -> dict[str, str]:
         "STREAMLAKE__LAKE__CHECKPOINT_ROOT": str(state_dir / "checkpoints"),
         "STREAMLAKE__SPARK__UI_ENABLED": "false",
         "STREAMLAKE__SPARK__SHUFFLE_PARTITIONS": "2",
+        # Commands the tests run at once must not compete for one port.
+        "STREAMLAKE__METRICS__PROMETHEUS_PORT": "0",
     }
 
 

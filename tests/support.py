@@ -331,3 +331,25 @@ def append_processed(
     spark.createDataFrame(filled, schema).write.format("delta").mode("append").partitionBy(
         "event_date"
     ).save(path)
+
+
+def kafka_progress(lag_end: int, lag_latest: int, job: str = "ingest-orders") -> Any:
+    """A listener event as Spark gives it for one batch of ``job`` (500 rows, 2 s), whose
+    Kafka source ended at ``lag_end`` with the topic at ``lag_latest``."""
+    from types import SimpleNamespace
+
+    source = SimpleNamespace(
+        metrics={},
+        endOffset=f'{{"orders": {{"0": {lag_end}}}}}',
+        latestOffset=f'{{"orders": {{"0": {lag_latest}}}}}',
+    )
+    return SimpleNamespace(
+        progress=SimpleNamespace(
+            name=job,
+            batchId=3,
+            numInputRows=500,
+            processedRowsPerSecond=250.0,
+            durationMs={"triggerExecution": 2000},
+            sources=[source],
+        )
+    )

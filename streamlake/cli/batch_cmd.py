@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from batch.report import BatchReport
-from streamlake.cli.context import cli_context, notifying
+from streamlake.cli.context import cli_context, notifying, publishing
 from streamlake.errors import EXIT_JOB_FAILED
 
 app = typer.Typer(help="Run batch jobs (compact, curate, ...).", no_args_is_help=True)
@@ -36,7 +36,11 @@ def run_command(
     context = cli_context(ctx)
     config = context.config()
     settings = config.settings
-    with notifying(context) as notifier, context.console.status(f"running {job}") as status:
+    with (
+        notifying(context) as notifier,
+        publishing(context) as metrics,
+        context.console.status(f"running {job}") as status,
+    ):
         run = BatchRun(
             job,
             config.pipeline,
@@ -46,6 +50,7 @@ def run_command(
             pipeline_file=str(config.config_dir / "pipeline.yaml"),
             progress=lambda line: status.update(line),
             notifier=notifier,
+            metrics=metrics,
         )
         # A session the caller already runs (a test, a notebook) is theirs to stop.
         borrowed = active_spark_session() is not None

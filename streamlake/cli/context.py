@@ -14,6 +14,7 @@ from rich.console import Console
 from connectors.aws import read_secret
 from connectors.registry import check_pipeline
 from streamlake.config import LoadedConfig, load_config
+from streamlake.metrics import MetricsPublisher, PublisherGroup
 from streamlake.notifications import Notifier
 
 
@@ -49,13 +50,43 @@ def notifying(context: CliContext) -> Iterator[Notifier]:
         yield notifier
     finally:
         notifier.close()
-        if notifier.failed:
-            topic = config.pipeline.notifications.topic
-            context.err_console.print(
-                f"warning: {notifier.failed} of {notifier.failed + notifier.sent} "
-                f"notifications to {topic} could not be sent (the job itself is unaffected)",
-                soft_wrap=True,
-            )
+        topic = config.pipeline.notifications.topic
+        warn_unsent(context, notifier.failed, notifier.sent, f"notifications to {topic}")
+
+
+@contextmanager
+def publishing(context: CliContext) -> Iterator[MetricsPublisher]:
+    """The pipeline's metrics publisher for one command (CloudWatch when the pipeline names
+    a namespace, Prometheus when the environment names a port); at its end, what is queued
+    is sent (waiting a bounded time) and points that could not be sent are reported on
+    stderr."""
+    from connectors.aws import aws_endpoint
+    from connectors.cloudwatch import publisher_for
+    from connectors.prometheus import PrometheusPublisher
+
+    config = context.config()
+    publishers = [publisher_for(config.pipeline.metrics, aws_endpoint(config.settings))]
+    port = config.settings.metrics.prometheus_port
+    if port is not None:
+        publishers.append(PrometheusPublisher(port).start())
+    publisher = PublisherGroup(publishers)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+        namespace = config.pipeline.metrics.namespace
+        what = f"metric values for CloudWatch namespace {namespace}"
+        warn_unsent(context, publisher.failed, publisher.sent, what)
+
+
+def warn_unsent(context: CliContext, failed: int, sent: int, what: str) -> None:
+    """One stderr line when some of what a command sends on the side could not be sent."""
+    if failed:
+        context.err_console.print(
+            f"warning: {failed} of {failed + sent} {what} could not be sent (the job itself "
+            "is unaffected)",
+            soft_wrap=True,
+        )
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 from rich.console import Console
@@ -16,7 +16,7 @@ from batch.report import BatchReport
 from connectors.aws import AwsEndpoint, aws_endpoint
 from connectors.sns import received_notifications, subscribe_queue
 from streamlake.cli.batch_cmd import print_report
-from streamlake.cli.context import CliContext, cli_context, notifying
+from streamlake.cli.context import CliContext, cli_context, notifying, publishing
 from streamlake.cli.demo_alerts import PurchaseAlerts, purchase_ids
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
@@ -25,6 +25,7 @@ from streamlake.lake.spark_delta import read_table, row_count
 from streamlake.local.resources import ResourceStatus
 from streamlake.local.stack import LocalStack
 from streamlake.local.stale_state import reset_lake_state, sources_created_anew
+from streamlake.metrics import MetricsPublisher
 from streamlake.notifications import Notifier
 from streamlake.produce.events import EventMix
 from streamlake.produce.runner import produce
@@ -143,8 +144,9 @@ def demo(
     try:
         with console.status("starting Spark"):
             spark = build_spark_session(settings, app_name="streamlake-demo")
-        with notifying(context) as notifier:
-            lines, reports = run_pipeline(context, spark, aws, notifier, count, run_seed)
+        with notifying(context) as notifier, publishing(context) as metrics:
+            outlets = Outlets(notifier, metrics)
+            lines, reports = run_pipeline(context, spark, aws, outlets, count, run_seed)
         notifications: list[dict[str, Any]] = []
         if inbox:
             expected = purchase_ids(demo_mix("clickstream", count, run_seed))
@@ -167,6 +169,11 @@ def demo(
             "batch": [report.as_dict() for report in reports],
             "notifications": [n["attributes"] for n in notifications],
             "purchase_alerts": sorted(alerts.alerted_ids()),
+            "metrics": {
+                "namespace": pipeline.metrics.namespace,
+                "sent": metrics.sent,
+                "failed": metrics.failed,
+            },
         }
         print(json.dumps(figures, default=str))
     else:
@@ -176,6 +183,11 @@ def demo(
         show_curated(console, pipeline, settings)
         show_notifications(console, pipeline, notifications)
         show_alerts(console, alerts)
+        if pipeline.metrics.namespace:
+            console.print(
+                f"metrics: {metrics.sent} values sent to CloudWatch namespace "
+                f"{pipeline.metrics.namespace} (dimensions job and table)"
+            )
         console.print(done)
     if alerts.available() and inbox:
         missing = expected - alerts.alerted_ids()
@@ -206,7 +218,7 @@ def run_pipeline(
     context: CliContext,
     spark: SparkSession,
     aws: AwsEndpoint,
-    notifier: Notifier,
+    outlets: Outlets,
     count: int,
     run_seed: int,
 ) -> tuple[list[DemoLine], list[BatchReport]]:
@@ -218,9 +230,9 @@ def run_pipeline(
 
     config = context.config()
     pipeline, settings, console = config.pipeline, config.settings, context.console
+    notifier, metrics = outlets
     try:
-        lag = pipeline.notifications.source_lag_records
-        spark.streams.addListener(BatchLogListener(notifier, lag))
+        spark.streams.addListener(BatchLogListener.for_pipeline(pipeline, notifier, metrics))
         lines = []
         for source in DEMO_JOBS:
             mix = demo_mix(source, count, run_seed)
@@ -234,7 +246,14 @@ def run_pipeline(
         with console.status("ingesting: " + ", ".join(DEMO_JOBS.values())):
             jobs = [
                 ingest.ingest_job(
-                    spark, name, pipeline, settings, aws, available_now=True, notifier=notifier
+                    spark,
+                    name,
+                    pipeline,
+                    settings,
+                    aws,
+                    available_now=True,
+                    notifier=notifier,
+                    metrics=metrics,
                 )
                 for name in DEMO_JOBS.values()
             ]
@@ -242,7 +261,9 @@ def run_pipeline(
         separate = [n for n in PROCESS_JOBS.values() if pipeline.jobs[n].mode != "inline"]
         with console.status("processing: " + ", ".join(separate)):
             jobs = [
-                process.process_job(spark, name, pipeline, settings, notifier=notifier)
+                process.process_job(
+                    spark, name, pipeline, settings, notifier=notifier, metrics=metrics
+                )
                 for name in separate
             ]
             runtime.run(jobs, runtime.RunMode(available_now=True), runtime.StopSignal())
@@ -260,6 +281,7 @@ def run_pipeline(
                     lambda: spark,
                     progress=spinner.update,
                     notifier=notifier,
+                    metrics=metrics,
                 )
                 reports.append(run_batch_job(run))
             if reports[-1].failed:
@@ -291,6 +313,13 @@ def show_alerts(console: Console, alerts: PurchaseAlerts) -> None:
             *(str(message.get(column)) for column in ("event_id", "customer_id", "shard", "ts"))
         )
     console.print(table)
+
+
+class Outlets(NamedTuple):
+    """Where the demo's jobs report: notifications and metrics."""
+
+    notifier: Notifier
+    metrics: MetricsPublisher
 
 
 # The queue the demo subscribes to the pipeline's notification topic, to show what the

@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from connectors.aws import aws_endpoint
-from streamlake.cli.context import cli_context, notifying
+from streamlake.cli.context import cli_context, notifying, publishing
 from streamlake.errors import DataLossError, UsageError, first_line
 from streamlake.notifications import Notifier
 
@@ -81,20 +81,30 @@ def run_command(
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("streaming").setLevel(logging.INFO)
     stop = runtime.StopSignal()
-    with notifying(context) as notifier, stop.installed():
+    with notifying(context) as notifier, publishing(context) as metrics, stop.installed():
         notifier.notify("job_started", job, f"{job} started", ", ".join(names))
         spark = None
         try:
             spark = build_spark_session(settings, app_name=f"streamlake-{job}")
-            lag_threshold = pipeline.notifications.source_lag_records
-            spark.streams.addListener(BatchLogListener(notifier, lag_threshold))
+            spark.streams.addListener(BatchLogListener.for_pipeline(pipeline, notifier, metrics))
             aws = aws_endpoint(settings)
             jobs = [
                 ingest.ingest_job(
-                    spark, name, pipeline, settings, aws, available_now, recovery, gaps, notifier
+                    spark,
+                    name,
+                    pipeline,
+                    settings,
+                    aws,
+                    available_now,
+                    recovery,
+                    gaps,
+                    notifier,
+                    metrics,
                 )
                 if pipeline.jobs[name].kind == "ingest"
-                else process.process_job(spark, name, pipeline, settings, recovery, notifier)
+                else process.process_job(
+                    spark, name, pipeline, settings, recovery, notifier, metrics
+                )
                 for name in names
             ]
             mode = runtime.RunMode(available_now=available_now, until_idle_s=until_idle)

@@ -506,6 +506,13 @@ class Notifications(StrictModel):
     source_lag_records: int | None = Field(default=None, gt=0)
 
 
+class Metrics(StrictModel):
+    """Where the pipeline's metrics go besides ``_meta/batch_metrics`` and the log:
+    ``namespace`` is a CloudWatch namespace (none: CloudWatch gets nothing)."""
+
+    namespace: str | None = Field(default=None, min_length=1, max_length=255)
+
+
 class Catalog(StrictModel):
     """The Glue Data Catalog databases the lake's tables are registered in, one per layer.
 
@@ -581,6 +588,7 @@ class Pipeline(StrictModel):
     quality: dict[str, list[QualityRule]] = Field(default_factory=dict)
     crawlers: dict[Name, Crawler] = Field(default_factory=dict)
     notifications: Notifications = Field(default_factory=Notifications)
+    metrics: Metrics = Field(default_factory=Metrics)
     # What `batch run export` delivers onward, by export name.
     exports: dict[Name, Export] = Field(default_factory=dict)
 

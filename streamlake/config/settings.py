@@ -76,6 +76,12 @@ class SchemaRegistrySettings(StrictModel):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class MetricsSettings(StrictModel):
+    # While a job runs, its metrics are served for Prometheus at
+    # http://127.0.0.1:<port>/metrics; 0 takes a free port (logged), null serves none.
+    prometheus_port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class LocalStackSettings(StrictModel):
     enabled: bool = False
     host: Literal["127.0.0.1"] = "127.0.0.1"
@@ -98,6 +104,7 @@ class Settings(StrictModel):
     kafka: KafkaSettings = KafkaSettings()
     aws: AwsSettings = AwsSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    metrics: MetricsSettings = MetricsSettings()
     local: LocalStackSettings = LocalStackSettings()
     # Crash tests only: the job kills itself at this point (see streamlake.faults).
     fault_point: FaultPointName | None = None

@@ -104,6 +104,9 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     )
     purchases = {row["event_id"] for row in clicks.to_pylist() if row["event_type"] == "purchase"}
     assert purchases and purchases <= set(output["purchase_alerts"])
+    # Every batch's and job's metrics went to CloudWatch on the local server.
+    assert output["metrics"]["namespace"] == "Streamlake/shop"
+    assert output["metrics"]["sent"] > 0 and output["metrics"]["failed"] == 0
     customers = DeltaTable(str(lake / "curated" / "customers")).to_pyarrow_table()
     assert 0 < customers.num_rows <= figures["customers"]["processed"]
     assert "streamlake query" not in result.stdout  # --json prints the figures only
