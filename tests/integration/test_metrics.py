@@ -153,13 +153,15 @@ def no_spark() -> Any:
 def test_the_cli_sends_a_batch_job_s_metrics_to_the_pipeline_s_namespace(
     settings: Settings, loaded: Any, namespace: str, tmp_path: Path, stack_env: dict[str, str]
 ) -> None:
-    pipeline = orders_only_pipeline(
+    cut = orders_only_pipeline(
         loaded.pipeline, "met", catalog=Catalog(), metrics=Metrics(namespace=namespace)
     )
+    job = f"catalog-{namespace[-8:]}"  # a job of its own: see `namespace`
+    pipeline = cut.model_copy(update={"jobs": {**cut.jobs, job: cut.jobs["catalog"]}})
     config = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
     command = [sys.executable, "-m", "streamlake", "--config", str(config)]
     result = subprocess.run(
-        [*command, "batch", "run", "catalog"],
+        [*command, "batch", "run", job],
         env=cli_env(stack_env, tmp_path),
         capture_output=True,
         text=True,
@@ -167,5 +169,5 @@ def test_the_cli_sends_a_batch_job_s_metrics_to_the_pipeline_s_namespace(
     )
     assert result.returncode == 0, result.stderr
     endpoint = aws_endpoint(settings)
-    assert metric_sum(endpoint, namespace, "JobFailed", {"job": "catalog"}) == 0
-    assert (metric_sum(endpoint, namespace, "JobDuration", {"job": "catalog"}) or 0) > 0
+    assert metric_sum(endpoint, namespace, "JobFailed", {"job": job}) == 0
+    assert (metric_sum(endpoint, namespace, "JobDuration", {"job": job}) or 0) > 0
