@@ -14,7 +14,7 @@ KCLPY_VERSION := 3.1.3
 WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit soak lint format bench audit clean distclean
+.PHONY: setup browser demo test test-unit soak lint format bench audit clean distclean
 
 setup: $(VENV)/.installed $(JARS)/.resolved
 
@@ -55,8 +55,16 @@ $(JARS)/.resolved: pom.xml jvm/pom.xml $(wildcard jvm/src/main/java/dev/streamla
 demo: setup
 	$(BIN)/streamlake demo
 
-test: setup
+test: setup browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The report's browser test drives Debian's chromium (Playwright downloads no browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the report's browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || { \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
 test-unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -34,6 +34,7 @@ from streamlake.config.pipeline import Export, interval_seconds
 from streamlake.config.settings import Settings
 from streamlake.errors import ConfigError, ExportError, UsageError, first_line
 from streamlake.lake.delta_rs import (
+    arrow_rows,
     delta_rs_location,
     open_delta_table,
     read_rows,
@@ -343,7 +344,7 @@ def first_window(target: ExportTarget, settings: Settings, version: int) -> pa.T
 
     table = open_delta_table(target.path, settings)
     table.load_as_version(version)
-    rows = pa.table(table.to_pyarrow_table())
+    rows = arrow_rows(table)
     rows = rows.append_column("_change_type", pa.array(["insert"] * rows.num_rows, pa.string()))
     return rows.append_column("_commit_version", pa.array([version] * rows.num_rows, pa.int64()))
 

@@ -49,8 +49,7 @@ class PrometheusPublisher(MetricsPublisher):
         self.registry = CollectorRegistry()
         self.host = host
         self.port = port
-        self._counters: dict[str, Counter] = {}
-        self._gauges: dict[str, Gauge] = {}
+        self._families: dict[str, Counter | Gauge] = {}
         self._server: object | None = None
 
     @property
@@ -72,27 +71,20 @@ class PrometheusPublisher(MetricsPublisher):
 
     def deliver(self, points: list[MetricPoint]) -> None:
         for point in points:
-            labels = (point.job, point.table, point.kind)
-            if point.name in COUNTED:
-                self._counter(point).labels(*labels).inc(point.value)
+            child = self._family(point).labels(point.job, point.table, point.kind)
+            if isinstance(child, Counter):
+                child.inc(point.value)
             else:
-                self._gauge(point).labels(*labels).set(point.value)
+                child.set(point.value)
 
-    def _counter(self, point: MetricPoint) -> Counter:
+    def _family(self, point: MetricPoint) -> Counter | Gauge:
         name = metric_name(point)
-        if name not in self._counters:
-            self._counters[name] = Counter(
+        if name not in self._families:
+            kind = Counter if point.name in COUNTED else Gauge
+            self._families[name] = kind(
                 name, f"{point.name} ({point.unit})", LABELS, registry=self.registry
             )
-        return self._counters[name]
-
-    def _gauge(self, point: MetricPoint) -> Gauge:
-        name = metric_name(point)
-        if name not in self._gauges:
-            self._gauges[name] = Gauge(
-                name, f"{point.name} ({point.unit})", LABELS, registry=self.registry
-            )
-        return self._gauges[name]
+        return self._families[name]
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Called when the job ends: the endpoint stops."""

@@ -43,16 +43,27 @@ class MetricPoint:
         return found
 
 
+# Lag points: name, the batch field it comes from, unit.
+LAG_POINTS: tuple[tuple[str, str, Unit], ...] = (
+    ("SourceLag", "source_lag", "Count"),
+    ("SourceLagAge", "source_lag_s", "Seconds"),
+    ("PendingVersions", "pending_versions", "Count"),
+)
+
+
 def progress_points(fields: Mapping[str, Any], table: str) -> list[MetricPoint]:
-    """A streaming batch's progress, from the batch listener's fields."""
+    """A streaming batch's progress, from the batch listener's fields: source lag in records
+    (Kafka; a process job's unread raw rows), in time (the shard sources) and in unread raw
+    versions, where the source has it."""
     job = str(fields["job"])
     points = [
         MetricPoint("BatchRows", float(fields["rows"]), "Count", job, table),
         MetricPoint("RowsPerSecond", float(fields["rows_per_s"]), "Count/Second", job, table),
         MetricPoint("BatchDuration", fields["duration_ms"] / 1000, "Seconds", job, table),
     ]
-    if fields.get("source_lag") is not None:
-        points.append(MetricPoint("SourceLag", float(fields["source_lag"]), "Count", job, table))
+    for name, key, unit in LAG_POINTS:
+        if fields.get(key) is not None:
+            points.append(MetricPoint(name, float(fields[key]), unit, job, table))
     return points
 
 

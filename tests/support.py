@@ -283,6 +283,16 @@ def run_process(
     runtime.run([stream_job], runtime.RunMode(available_now=True), runtime.StopSignal())
 
 
+def run_in_process(spark: Any, settings: Settings, pipeline: Pipeline) -> None:
+    """Run the pipeline's ``ingest-events`` with --available-now on the shared SparkSession."""
+    from connectors.aws import aws_endpoint
+    from streaming import runtime
+    from streaming.ingest import ingest_job
+
+    job = ingest_job(spark, "ingest-events", pipeline, settings, aws_endpoint(settings), True)
+    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
+
+
 def with_table(pipeline: Pipeline, name: str, **changes: Any) -> Pipeline:
     """``pipeline`` with fields of table ``name`` changed."""
     tables = dict(pipeline.tables)

@@ -82,6 +82,8 @@ class DynamoDbKind(SourceKind[DynamoDbSource]):
 
         # 1000 is GetRecords' maximum on DynamoDB Streams.
         options = {"table": source.table, "page_limit": "1000"}
+        if source.max_records_per_trigger:
+            options["max_records_per_shard"] = str(source.max_records_per_trigger)
         return open_shard_stream(request, DynamoDbStreamsDataSource, options), errors.translate
 
 

@@ -10,7 +10,7 @@ batch's start trimmed whether only consumed records went.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 TRIM_HORIZON = "TRIM_HORIZON"
@@ -48,17 +48,28 @@ class ShardState:
 
 @dataclass(frozen=True)
 class StreamOffset:
+    """Where each shard is; ``lag_ms`` says how far behind its newest record each shard's
+    read was when the offset was planned (the listener reports it as source lag). The lag
+    is not part of the position: offsets at the same positions are equal."""
+
     shards: dict[str, ShardState]
+    lag_ms: dict[str, int] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"shards": {sid: self.shards[sid].to_json() for sid in sorted(self.shards)}}
+        data: dict[str, Any] = {
+            "shards": {sid: self.shards[sid].to_json() for sid in sorted(self.shards)}
+        }
+        if self.lag_ms:
+            data["lag_ms"] = {sid: self.lag_ms[sid] for sid in sorted(self.lag_ms)}
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> StreamOffset:
         if isinstance(data, str):
             data = json.loads(data)
         assert isinstance(data, dict)
-        return cls({sid: ShardState.from_json(s) for sid, s in data.get("shards", {}).items()})
+        shards = {sid: ShardState.from_json(s) for sid, s in data.get("shards", {}).items()}
+        return cls(shards, {sid: int(ms) for sid, ms in (data.get("lag_ms") or {}).items()})
 
 
 def sequence_key(sequence: str) -> int:

@@ -133,6 +133,8 @@ class ShardStreamReader(DataSourceStreamReader):
         # Shards whose last probe read all there was (to the tip, the run's start, or the
         # end of a closed shard), as opposed to stopping at the per-batch cap.
         self._read_to_end: set[str] = set()
+        # Shard -> how far behind its newest record the last probe left it.
+        self._lag_ms: dict[str, int] = {}
         self._quiet_saved: dict[str, tuple[str, float]] = {}
         self._initial: dict[str, Any] | None = None
         # The last probe's fetched rows per shard, for ``partitions`` to hand on, and what
@@ -190,7 +192,7 @@ class ShardStreamReader(DataSourceStreamReader):
             states.setdefault(shard.shard_id, ShardState(initial=TRIM_HORIZON))
         parents = {s.shard_id: s.parent_ids for s in listed}
         probed: set[str] = set()
-        self._probed, self._carried = {}, 0
+        self._probed, self._carried, self._lag_ms = {}, 0, {}
         while True:
             # Shards whose parents are done, probed side by side; a parent that finishes
             # in this round releases its children for the next round.
@@ -207,7 +209,13 @@ class ShardStreamReader(DataSourceStreamReader):
                 probes = pool.map(lambda sid: (sid, self._probe(sid, states[sid])), ready)
                 states.update(dict(probes))
             probed.update(ready)
-        self._position = StreamOffset(states)
+        lag = dict(self._lag_ms)
+        if states == position.shards and (any(lag.values()) or not any(position.lag_ms.values())):
+            # Nothing moved: the same offset as before, lag included, so that Spark plans no
+            # batch. Only a lag that fell to zero is news worth the empty batch it costs
+            # (a DynamoDB shard whose last batch ended at the cap, on its newest record).
+            lag = position.lag_ms
+        self._position = StreamOffset(states, lag)
         if self._carried > MAX_CARRIED_BYTES:
             self._probed = {}  # too much for the driver: the executors read this batch
         self._save_quiet()
@@ -320,6 +328,7 @@ class ShardStreamReader(DataSourceStreamReader):
         kept = Probed(state.after, None, [])
         self._probed[shard_id] = kept
         for page in cursor.pages(page_size):
+            self._lag_ms[shard_id] = self.reads.lag_ms(page)
             records = self._arrived_in_time(page.records)
             self._keep(shard_id, kept, records)
             if records:
@@ -348,6 +357,8 @@ class ShardStreamReader(DataSourceStreamReader):
         new_state = ShardState(
             last, state.initial, finished=cursor.ended, first=first if count else state.first
         )
+        if cursor.ended:
+            self._lag_ms[shard_id] = 0
         if cursor.ended or at_tip:
             self._read_to_end.add(shard_id)
         else:

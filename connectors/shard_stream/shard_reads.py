@@ -107,6 +107,18 @@ class ShardReads:
             return page.millis_behind == 0 and not page.full
         return not page.records
 
+    def lag_ms(self, page: Page) -> int:
+        """How far behind the shard's newest record a read is once it took ``page``.
+
+        Kinesis says so (MillisBehindLatest); DynamoDB Streams does not, so it is the age of
+        the page's last record, and 0 for an empty page (the read is at the tip)."""
+        if page.millis_behind is not None:
+            return max(0, int(page.millis_behind))
+        if not page.records:
+            return 0
+        arrived = self.api.arrived_ms(page.records[-1])
+        return 0 if arrived is None else max(0, int(time.time() * 1000) - arrived)
+
     def iterator_from(self, shard_id: str, after: str | None, initial: str) -> tuple[str, bool]:
         """An iterator at ``after`` (its first record must be ``after``: True) or, with no
         position, at ``initial`` (False). DynamoDB Streams refuses a trimmed position: the

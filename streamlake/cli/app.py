@@ -26,6 +26,8 @@ from streamlake.cli import (
     produce_cmd,
     quarantine_cmd,
     query_cmd,
+    report_cmd,
+    status_cmd,
     stream_cmd,
 )
 from streamlake.cli.context import CliContext
@@ -52,6 +54,8 @@ app.command("produce")(produce_cmd.produce_command)
 app.command("consume")(consume_cmd.consume_command)
 app.command("query")(query_cmd.query_command)
 app.command("demo")(demo_cmd.demo)
+app.command("status")(status_cmd.status_command)
+app.command("report")(report_cmd.report_command)
 
 _state = {"debug": False}
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from batch.report import BatchReport
-from streamlake.cli.context import cli_context, notifying, publishing
+from streamlake.cli.context import cli_context, heartbeat_of, notifying, publishing
 from streamlake.errors import EXIT_JOB_FAILED
 
 app = typer.Typer(help="Run batch jobs (compact, curate, ...).", no_args_is_help=True)
@@ -38,7 +38,7 @@ def run_command(
     settings = config.settings
     with (
         notifying(context) as notifier,
-        publishing(context) as metrics,
+        publishing(context, heartbeat_of(config.pipeline, [job])) as metrics,
         context.console.status(f"running {job}") as status,
     ):
         run = BatchRun(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
@@ -16,8 +17,15 @@ from batch.report import BatchReport
 from connectors.aws import AwsEndpoint, aws_endpoint
 from connectors.sns import received_notifications, subscribe_queue
 from streamlake.cli.batch_cmd import print_report
-from streamlake.cli.context import CliContext, cli_context, notifying, publishing
+from streamlake.cli.context import (
+    CliContext,
+    cli_context,
+    heartbeat_of,
+    notifying,
+    publishing,
+)
 from streamlake.cli.demo_alerts import PurchaseAlerts, purchase_ids
+from streamlake.cli.report_cmd import write_report
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
@@ -144,7 +152,14 @@ def demo(
     try:
         with console.status("starting Spark"):
             spark = build_spark_session(settings, app_name="streamlake-demo")
-        with notifying(context) as notifier, publishing(context) as metrics:
+        demo_jobs = [*DEMO_JOBS.values(), *PROCESS_JOBS.values(), *DEMO_BATCH_JOBS]
+        beating = heartbeat_of(pipeline, demo_jobs)
+        # The batch jobs run one after another once the streaming jobs are done: each gets
+        # its row when it ends.
+        with (
+            notifying(context) as notifier,
+            publishing(context, beating, DEMO_BATCH_JOBS) as metrics,
+        ):
             outlets = Outlets(notifier, metrics)
             lines, reports = run_pipeline(context, spark, aws, outlets, count, run_seed)
         notifications: list[dict[str, Any]] = []
@@ -158,6 +173,8 @@ def demo(
                 )
     finally:
         alerts.stop()
+    with console.status("writing the report"):
+        report = write_report(context, Path(settings.local.state_dir) / "report.html")
     done = (
         f"done in {time.monotonic() - started:.1f}s; lake at {settings.lake.root}; the local "
         "services keep running (`streamlake local down` stops them)"
@@ -174,6 +191,7 @@ def demo(
                 "sent": metrics.sent,
                 "failed": metrics.failed,
             },
+            "report": str(report),
         }
         print(json.dumps(figures, default=str))
     else:
@@ -188,6 +206,7 @@ def demo(
                 f"metrics: {metrics.sent} values sent to CloudWatch namespace "
                 f"{pipeline.metrics.namespace} (dimensions job and table)"
             )
+        console.print(f"report: {report} (open it in a browser; `streamlake report` rewrites it)")
         console.print(done)
     if alerts.available() and inbox:
         missing = expected - alerts.alerted_ids()
@@ -232,7 +251,9 @@ def run_pipeline(
     pipeline, settings, console = config.pipeline, config.settings, context.console
     notifier, metrics = outlets
     try:
-        spark.streams.addListener(BatchLogListener.for_pipeline(pipeline, notifier, metrics))
+        spark.streams.addListener(
+            BatchLogListener.for_pipeline(pipeline, settings, notifier, metrics)
+        )
         lines = []
         for source in DEMO_JOBS:
             mix = demo_mix(source, count, run_seed)

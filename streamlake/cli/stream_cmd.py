@@ -9,7 +9,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from connectors.aws import aws_endpoint
-from streamlake.cli.context import cli_context, notifying, publishing
+from streamlake.cli.context import cli_context, heartbeat_of, notifying, publishing
 from streamlake.errors import DataLossError, UsageError, first_line
 from streamlake.notifications import Notifier
 
@@ -81,12 +81,15 @@ def run_command(
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("streaming").setLevel(logging.INFO)
     stop = runtime.StopSignal()
-    with notifying(context) as notifier, publishing(context) as metrics, stop.installed():
+    beating = heartbeat_of(pipeline, names, with_inline=True)
+    with notifying(context) as notifier, publishing(context, beating) as metrics, stop.installed():
         notifier.notify("job_started", job, f"{job} started", ", ".join(names))
         spark = None
         try:
             spark = build_spark_session(settings, app_name=f"streamlake-{job}")
-            spark.streams.addListener(BatchLogListener.for_pipeline(pipeline, notifier, metrics))
+            spark.streams.addListener(
+                BatchLogListener.for_pipeline(pipeline, settings, notifier, metrics)
+            )
             aws = aws_endpoint(settings)
             jobs = [
                 ingest.ingest_job(

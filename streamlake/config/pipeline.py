@@ -56,6 +56,8 @@ class DynamoDbSource(StrictModel):
     stream_view: Literal["NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY"] = (
         "NEW_AND_OLD_IMAGES"
     )
+    # Caps the records one batch takes from a shard; None takes all that is there.
+    max_records_per_trigger: int | None = Field(default=None, ge=1)
 
 
 class FilesSource(StrictModel):
@@ -497,13 +499,27 @@ class Notifications(StrictModel):
     """Where job events are published and which: ``topic`` is one of ``sns_topics`` (or a
     topic's ARN); none means no notification is sent. ``quarantine_ratio`` is the share of
     a batch's records quarantined above which a quality breach is raised;
-    ``source_lag_records``, the records a streaming job may trail its source by before a
-    source lag notification (none: never)."""
+    ``source_lag_records`` and ``source_lag_seconds``, how far a streaming job may trail its
+    source (in records: Kafka, a process job's raw table; in time: Kinesis, DynamoDB
+    Streams) before a source lag notification, and before ``streamlake status`` calls it
+    lagging (none: never)."""
 
     topic: str | None = None
     events: list[Event] = Field(default_factory=lambda: list(EVENTS))
     quarantine_ratio: float = Field(default=DEFAULT_QUARANTINE_RATIO, gt=0, le=1)
     source_lag_records: int | None = Field(default=None, gt=0)
+    source_lag_seconds: float | None = Field(default=None, gt=0)
+
+    def lag_past_threshold(
+        self, records: float | None, seconds: float | None
+    ) -> tuple[str, str] | None:
+        """A lag past a threshold as (the lag, the threshold) in words; None when it is not."""
+        most_records, most_seconds = self.source_lag_records, self.source_lag_seconds
+        if records is not None and most_records is not None and records > most_records:
+            return f"{records:.0f} records", f"{most_records} records"
+        if seconds is not None and most_seconds is not None and seconds > most_seconds:
+            return f"{seconds:.1f} s", f"{most_seconds:g} s"
+        return None
 
 
 class Metrics(StrictModel):

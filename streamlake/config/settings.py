@@ -80,6 +80,9 @@ class MetricsSettings(StrictModel):
     # While a job runs, its metrics are served for Prometheus at
     # http://127.0.0.1:<port>/metrics; 0 takes a free port (logged), null serves none.
     prometheus_port: int | None = Field(default=None, ge=0, le=65535)
+    # How often a running job writes its heartbeat to _meta/job_status (streamlake status
+    # takes a job silent for three of these for lost).
+    heartbeat_s: float = Field(default=15.0, gt=0)
 
 
 class LocalStackSettings(StrictModel):

@@ -49,7 +49,14 @@ def read_rows(path: str, settings: Settings, columns: list[str] | None = None) -
     """The table's rows as Arrow, or None before its first commit."""
     if not delta_table_exists(path, settings):
         return None
-    return open_delta_table(path, settings).to_pyarrow_table(columns=columns)
+    return arrow_rows(open_delta_table(path, settings), columns)
+
+
+def arrow_rows(table: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+    """A delta-rs table's rows as Arrow, read on the calling thread: a threaded scan through
+    delta-rs's file system can abort the interpreter at exit ("terminate called without an
+    active exception", delta-io/delta-rs#2184)."""
+    return table.to_pyarrow_dataset().to_table(columns=columns, use_threads=False)
 
 
 def optimize(path: str, settings: Settings, zorder_by: list[str]) -> tuple[int, int]:
@@ -96,6 +103,8 @@ def version_and_id(path: str, settings: Settings) -> tuple[int, str] | None:
 class TableSize:
     files: int
     bytes: int
+    # As the files' statistics say (files written without them count 0).
+    rows: int = 0
 
 
 def table_size(path: str, settings: Settings) -> TableSize:
@@ -106,8 +115,15 @@ def table_size(path: str, settings: Settings) -> TableSize:
     if not delta_table_exists(path, settings):
         return TableSize(0, 0)
     actions = pa.table(open_delta_table(path, settings).get_add_actions(flatten=True))
-    total = pc.sum(actions.column("size_bytes")).as_py() if actions.num_rows else 0
-    return TableSize(actions.num_rows, int(total or 0))
+    if not actions.num_rows:
+        return TableSize(0, 0)
+    total = pc.sum(actions.column("size_bytes")).as_py()
+    rows = (
+        pc.sum(actions.column("num_records")).as_py()
+        if "num_records" in actions.schema.names
+        else 0
+    )
+    return TableSize(actions.num_rows, int(total or 0), int(rows or 0))
 
 
 def vacuum_candidates(path: str, settings: Settings, retention_hours: float) -> int:
@@ -207,3 +223,65 @@ def last_data_change(path: str, settings: Settings, upto: int) -> tuple[int, dat
             continue
         return version, datetime.fromtimestamp(int(commit["timestamp"]) / 1000, UTC)
     return None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What a streaming reader of a table has not read yet: versions, and the rows they
+    added (as their commits say; None when a commit does not say)."""
+
+    versions: int
+    rows: int | None
+
+
+def backlog_from(
+    path: str, settings: Settings, first_unread: int, snapshot_index: int | None = None
+) -> Backlog | None:
+    """The commits from version ``first_unread`` on that a Delta stream reads (maintenance
+    commits change no data and are skipped by it); None when there is no table. With
+    ``snapshot_index``, the stream started from the table as of ``first_unread`` and has
+    read its files up to that index (in Delta's order: modification time, then path)."""
+    if not delta_table_exists(path, settings):
+        return None
+    table = open_delta_table(path, settings)
+    latest = int(table.version())
+    if latest < first_unread:
+        return Backlog(0, 0)
+    versions, rows, counted = 0, 0, True
+    first_commit = first_unread
+    if snapshot_index is not None:
+        rows = snapshot_rows_after(path, settings, first_unread, snapshot_index)
+        versions, first_commit = 1, first_unread + 1
+    for commit in table.history(min(latest - first_unread + 1, HISTORY_DEPTH)):
+        if int(commit["version"]) < first_commit:
+            continue
+        if commit.get("operation") in MAINTENANCE_OPERATIONS:
+            continue
+        versions += 1
+        added = (commit.get("operationMetrics") or {}).get("numOutputRows")
+        if commit.get("operation") in ("CREATE TABLE", "CREATE OR REPLACE TABLE"):
+            added = 0  # an empty table's definition
+        if added is None:
+            counted = False
+        else:
+            rows += int(added)
+    return Backlog(versions, rows if counted else None)
+
+
+def snapshot_rows_after(path: str, settings: Settings, version: int, index: int) -> int:
+    """The rows of the table's files as of ``version`` after the first ``index + 1``."""
+    from deltalake import DeltaTable
+
+    uri, options = delta_rs_location(path, settings)
+    files = DeltaTable(uri, version=version, storage_options=options or None).get_add_actions(
+        flatten=True
+    )
+    ordered = sorted(
+        zip(
+            files.column("modification_time").to_pylist(),
+            files.column("path").to_pylist(),
+            files.column("num_records").to_pylist(),
+            strict=True,
+        )
+    )
+    return sum(int(n or 0) for _, _, n in ordered[index + 1 :])

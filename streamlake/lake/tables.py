@@ -198,6 +198,33 @@ EXPORT_REJECTS = Contract(
     )
 )
 
+# Heartbeats of the pipeline's jobs, one row per job every few seconds while it runs and one
+# when it ends: ``state`` running, stopped or failed (``error`` says why); the counts are
+# those since the job's previous row (``batches``, ``rows``), the rest the latest known
+# (``rows_per_s`` and the source lag of its last batch). ``interval_s`` is how often the job
+# beats: a running job silent for several intervals is lost. Written with delta-rs.
+JOB_STATUS = Contract(
+    (
+        ("job", "STRING"),
+        ("kind", "STRING"),
+        ("run_id", "STRING"),
+        ("host", "STRING"),
+        ("pid", "BIGINT"),
+        ("state", "STRING"),
+        ("error", "STRING"),
+        ("started_at", "TIMESTAMP"),
+        ("beat_at", "TIMESTAMP"),
+        ("interval_s", "DOUBLE"),
+        ("last_batch_at", "TIMESTAMP"),
+        ("batches", "BIGINT"),
+        ("rows", "BIGINT"),
+        ("rows_per_s", "DOUBLE"),
+        ("source_lag", "BIGINT"),
+        ("source_lag_s", "DOUBLE"),
+        ("pending_versions", "BIGINT"),
+    )
+)
+
 # The pipeline's own Delta tables under _meta, by name.
 META_TABLES = {
     "batch_metrics": BATCH_METRICS,
@@ -206,6 +233,7 @@ META_TABLES = {
     "quality_results": QUALITY_RESULTS,
     "export_positions": EXPORT_POSITIONS,
     "export_rejects": EXPORT_REJECTS,
+    "job_status": JOB_STATUS,
 }
 
 

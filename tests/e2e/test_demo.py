@@ -14,7 +14,9 @@ import pytest
 from deltalake import DeltaTable
 
 from streamlake.lake.tables import SOURCE_COORDINATES
+from tests.browser import render_in_chromium
 from tests.conftest import CONFIGS
+from tests.integration.test_report import OUTPUT
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +106,18 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     )
     purchases = {row["event_id"] for row in clicks.to_pylist() if row["event_type"] == "purchase"}
     assert purchases and purchases <= set(output["purchase_alerts"])
+    # The demo ends with the report of its run: every chart draws with data in chromium, and
+    # the heartbeats behind it show each job's run.
+    rendered = render_in_chromium(Path(output["report"]), OUTPUT / "report" / "demo.png")
+    assert rendered.errors == []
+    assert len(rendered.charts) == 6
+    for chart in rendered.charts:
+        assert chart["traces_with_data"] > 0 and chart["marks"] > 0, chart
+    status = streamlake("status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    states = {row["job"]: row["state"] for row in json.loads(status.stdout)}
+    for job in ("ingest-orders", "process-orders", "compact", "curate", "export"):
+        assert states[job] == "stopped", (job, states)
     # Every batch's and job's metrics went to CloudWatch on the local server.
     assert output["metrics"]["namespace"] == "Streamlake/shop"
     assert output["metrics"]["sent"] > 0 and output["metrics"]["failed"] == 0

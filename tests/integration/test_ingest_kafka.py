@@ -14,10 +14,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from connectors.aws import aws_endpoint
-from streaming import runtime
 from streaming.checkpoint_guard import JobLedger, disagreement
-from streaming.ingest import ingest_job
 from streamlake.lake.checkpoint import CheckpointFiles
 from streamlake.lake.delta_rs import last_transaction_version
 from tests.support import (
@@ -29,6 +26,7 @@ from tests.support import (
     one_source_pipeline,
     poll,
     raw_rows,
+    run_in_process,
     with_lake,
 )
 
@@ -77,11 +75,6 @@ def assert_exactly_the_topic(rows: list[dict[str, Any]], bootstrap: str, topic: 
         for offset in range(end)
     }
     assert set(keys) == expected
-
-
-def run_in_process(spark: Any, settings: Any, pipeline: Any) -> None:
-    job = ingest_job(spark, "ingest-events", pipeline, settings, aws_endpoint(settings), True)
-    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
 
 
 def test_every_record_arrives_once_with_coordinates(

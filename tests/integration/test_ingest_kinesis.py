@@ -17,8 +17,6 @@ from aws_kinesis_agg.aggregator import RecordAggregator
 
 from connectors.aws import aws_endpoint
 from connectors.kinesis.admin import ensure_stream
-from streaming import runtime
-from streaming.ingest import ingest_job
 from streamlake.local.moto_server import TRIM_TAG
 from tests.support import (
     cli_job,
@@ -29,6 +27,7 @@ from tests.support import (
     one_source_pipeline,
     poll,
     raw_rows,
+    run_in_process,
     wait_for_next_commit,
     with_lake,
 )
@@ -60,11 +59,6 @@ def put(kinesis: Any, stream: str, start: int, count: int) -> dict[int, str]:
 
 def numbers_of(rows: list[dict[str, Any]]) -> list[int]:
     return sorted(json.loads(r["payload"])["n"] for r in rows)
-
-
-def run_in_process(spark: Any, settings: Any, pipeline: Any) -> None:
-    job = ingest_job(spark, "ingest-events", pipeline, settings, aws_endpoint(settings), True)
-    runtime.run([job], runtime.RunMode(available_now=True), runtime.StopSignal())
 
 
 def test_every_record_arrives_once_with_coordinates(

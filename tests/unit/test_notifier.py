@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streaming.listener import BatchLogListener
+from streamlake.config.pipeline import Notifications
 from streamlake.notifications import EVENTS, Event, Notification, Notifier
 
 
@@ -49,10 +50,23 @@ def test_a_failed_delivery_is_counted_and_logged_not_raised(
 
 def test_source_lag_notifies_once_per_excursion_past_the_threshold() -> None:
     notifier = Kept()
-    listener = BatchLogListener(notifier, lag_threshold=100)
+    listener = BatchLogListener(notifier, Notifications(source_lag_records=100))
     for lag in (50, 150, 400, 100, 20, 300, None, 250):
         listener.check_lag("ingest-orders", lag)
     assert [n.subject for n in notifier.delivered] == [
         "ingest-orders: source lag 150 records",
         "ingest-orders: source lag 300 records",
+    ]
+
+
+def test_a_time_lag_past_its_threshold_notifies_with_both_figures() -> None:
+    notifier = Kept()
+    listener = BatchLogListener(notifier, Notifications(source_lag_seconds=30))
+    for seconds in (2.0, 45.5, 60.0, 0.0):
+        listener.check_lag("ingest-events", None, seconds)
+    assert [(n.subject, n.detail) for n in notifier.delivered] == [
+        (
+            "ingest-events: source lag 45.5 s",
+            "job ingest-events trails its source by 45.5 s (threshold 30 s)",
+        )
     ]

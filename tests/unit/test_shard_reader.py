@@ -313,3 +313,50 @@ def test_the_reader_pickles_without_its_clients() -> None:
     assert copy._api is None and copy.options == options
     assert copy.api.client is not reader.api.client  # type: ignore[attr-defined]
     assert copy.api.client.meta.endpoint_url == "http://127.0.0.1:9"  # type: ignore[attr-defined]
+
+
+def test_the_offset_carries_each_shard_s_lag_and_stays_equal_while_nothing_moves() -> None:
+    fake = FakeShards(shards={"a": log("a", 1, 10), "b": log("b", 1, 2)})
+    reader = make_reader(fake, max_records_per_shard="4", page_limit="100")
+    start, end = reader.initialOffset(), reader.latestOffset()
+    # Shard a stopped at the cap with records after it; shard b read to its end.
+    assert end["lag_ms"] == {"a": 1000, "b": 0}
+    while end["shards"]["a"]["after"] != "10":
+        reader.partitions(start, end)
+        start, end = end, reader.latestOffset()
+    assert end["lag_ms"] == {"a": 0, "b": 0}
+    reader.partitions(start, end)
+    # No new record: the very same offset, so Spark plans no batch.
+    assert json.dumps(reader.latestOffset()) == json.dumps(end)
+    # The lag is not part of the position.
+    assert StreamOffset.from_json(end) == StreamOffset.from_json({**end, "lag_ms": {"a": 5}})
+
+
+def test_a_dynamodb_shard_s_lag_is_the_age_of_the_last_record_read_until_the_tip() -> None:
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+
+    class Aged(FakeShards):
+        """DynamoDB Streams: no MillisBehindLatest; every record a minute old."""
+
+        def arrived_ms(self, record: Any) -> int | None:
+            return now_ms - 60_000
+
+        def get_records(self, iterator: str, limit: int) -> Page:
+            page = super().get_records(iterator, limit)
+            return Page(page.records, page.next_iterator, None, page.full)
+
+    reader = make_reader(Aged(shards={"a": log("a", 1, 8)}), max_records_per_shard="4")
+    start, end = reader.initialOffset(), reader.latestOffset()
+    while end["shards"]["a"]["after"] != "8":
+        assert end["lag_ms"]["a"] >= 60_000
+        reader.partitions(start, end)
+        start, end = end, reader.latestOffset()
+    assert end["lag_ms"]["a"] >= 60_000  # the cap ended the batch on the newest record
+    reader.partitions(start, end)
+    # The next probe finds an empty page, the tip: the position stays and the lag is 0,
+    # worth one offset more; after it the offset stays the same.
+    caught_up = reader.latestOffset()
+    assert caught_up["lag_ms"]["a"] == 0
+    assert caught_up["shards"] == end["shards"]
+    reader.partitions(end, caught_up)
+    assert json.dumps(reader.latestOffset()) == json.dumps(caught_up)

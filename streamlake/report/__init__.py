@@ -1,0 +1,1 @@
+"""`streamlake report`: the pipeline's state as one self-contained HTML page."""
