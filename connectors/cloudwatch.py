@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from connectors.aws import AwsEndpoint
+from streamlake.background import BackgroundSender
 from streamlake.config.pipeline import Metrics
 from streamlake.metrics import MetricPoint, MetricsPublisher
 
@@ -43,28 +42,15 @@ class CloudWatchPublisher(MetricsPublisher):
         self.cloudwatch = cloudwatch
         self.namespace = namespace
         self.calls = 0
-        self._queue: queue.Queue[list[MetricPoint] | None] = queue.Queue()
-        # Points come from Spark's listener thread and batch threads: one sending thread.
-        self._thread = threading.Thread(target=self._drain, name="cloudwatch", daemon=True)
-        self._thread.start()
+        self._sender = BackgroundSender[list[MetricPoint]]("cloudwatch", self._put_all)
 
     def submit(self, points: list[MetricPoint]) -> None:
-        self._queue.put(points)
+        self._sender.put(points)
 
-    def _drain(self) -> None:
-        while (points := self._queue.get()) is not None:
-            waiting = list(points)
-            ended = False
-            while not self._queue.empty():
-                more = self._queue.get()
-                if more is None:
-                    ended = True
-                    break
-                waiting += more
-            for call in calls(waiting):
-                self.attempt(call)
-            if ended:
-                return
+    def _put_all(self, batches: list[list[MetricPoint]]) -> None:
+        waiting = [point for points in batches for point in points]
+        for call in calls(waiting):
+            self.attempt(call)
 
     def deliver(self, points: list[MetricPoint]) -> None:
         self.calls += 1
@@ -73,10 +59,8 @@ class CloudWatchPublisher(MetricsPublisher):
         )
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            unsent = sum(len(p) for p in list(self._queue.queue) if p is not None)
+        unsent = sum(len(points) for points in self._sender.close(timeout_s))
+        if unsent:
             self.failed += unsent
             log.warning("%s metric points still queued after %.0fs: not sent", unsent, timeout_s)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 from typing import Any
 
 from connectors.aws import AwsEndpoint
+from streamlake.background import BackgroundSender
 from streamlake.config.pipeline import Notifications
 from streamlake.errors import ResourceError
 from streamlake.notifications import EVENTS, Event, Notification, Notifier
@@ -49,17 +48,13 @@ class SnsNotifier(Notifier):
         self.sns = sns
         self.topic = topic
         self._arn: str | None = topic if topic.startswith("arn:") else None
-        self._queue: queue.Queue[Notification | None] = queue.Queue()
-        # Notifications come from Spark's listener and batch threads too: one drain thread,
-        # started once.
-        self._thread = threading.Thread(target=self._drain, name="sns-notifier", daemon=True)
-        self._thread.start()
+        self._sender = BackgroundSender[Notification]("sns-notifier", self._publish_all)
 
     def submit(self, notification: Notification) -> None:
-        self._queue.put(notification)
+        self._sender.put(notification)
 
-    def _drain(self) -> None:
-        while (notification := self._queue.get()) is not None:
+    def _publish_all(self, notifications: list[Notification]) -> None:
+        for notification in notifications:
             self.attempt(notification)
 
     def deliver(self, notification: Notification) -> None:
@@ -79,10 +74,8 @@ class SnsNotifier(Notifier):
         )
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            unsent = self._queue.qsize()  # the end marker is still in it, and one in flight
+        unsent = len(self._sender.close(timeout_s))
+        if unsent:
             self.failed += unsent
             log.warning("%s notifications still queued after %.0fs: not sent", unsent, timeout_s)
 

@@ -24,6 +24,8 @@ from streamlake.config.settings import Settings
 from streamlake.lake.delta_rs import delta_rs_location, read_rows
 from streamlake.lake.tables import JOB_STATUS
 from streamlake.metrics import MetricPoint, MetricsPublisher
+from streamlake.process_identity import started_at as process_started_at
+from streamlake.process_identity import still_running
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,6 +69,8 @@ class JobBeat:
     interval_s: float
     error: str | None = None
     figures: JobFigures = field(default_factory=JobFigures)
+    # The process's start, which tells it from a later process given the same pid.
+    pid_started_at: float = 0.0
 
     def lost(self, now: datetime, alive: bool | None = None) -> bool:
         """Whether a job this row calls running has stopped beating (killed, host gone).
@@ -152,6 +156,7 @@ class JobStatusRecorder(MetricsPublisher):
         self.interval_s = interval_s
         self.run_id = uuid.uuid4().hex[:12]
         self.started_at = datetime.now(UTC)
+        self.pid_started_at = process_started_at()
         self._activity = {job: JobActivity() for job in self.jobs}
         self._reported: set[str] = set()  # outcome_only jobs whose row is written
         self._lock = threading.Lock()
@@ -224,6 +229,7 @@ class JobStatusRecorder(MetricsPublisher):
                         self.interval_s,
                         failed.get(job),
                         activity.taken(),
+                        self.pid_started_at,
                     )
                 )
         if beats:
@@ -353,7 +359,7 @@ def assess_jobs(
             views.append(JobView(name, kind, "never", recent=counts))
             continue
         state: str = beat.state
-        if beat.lost(now, process_alive(beat.host, beat.pid)):
+        if beat.lost(now, process_alive(beat.host, beat.pid, beat.pid_started_at)):
             state = "lost"
         lagging = None
         if state == "running":
@@ -365,14 +371,9 @@ def assess_jobs(
     return views
 
 
-def process_alive(host: str, pid: int) -> bool | None:
-    """Whether process ``pid`` exists, when it ran on this host (None: cannot tell)."""
+def process_alive(host: str, pid: int, pid_started_at: float) -> bool | None:
+    """Whether the process that wrote a row still runs, when it ran on this host (None:
+    cannot tell)."""
     if host != socket.gethostname():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return still_running(pid, pid_started_at)

@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import psutil
-
 from streamlake.errors import LeaseHeldError
 from streamlake.lake.files import LocationFiles
+from streamlake.process_identity import started_at, still_running
 
 DEFAULT_TTL_S = 120.0
 # The leases' folder, as LakeSettings.meta_path(LEASES).
@@ -35,6 +34,9 @@ class Lease:
     pid: int
     renewed_at: float
     ttl_s: float
+    # The holder process's start: with the pid, tells it from a later process given the
+    # same pid (0: a lease written before this was recorded).
+    pid_started_at: float = 0.0
 
     def expired(self, now: float) -> bool:
         return now > self.renewed_at + self.ttl_s
@@ -79,7 +81,9 @@ class TableLeases:
                 table=table,
                 holder=held.holder,
             )
-        lease = Lease(table, holder, socket.gethostname(), os.getpid(), self.clock(), ttl_s)
+        lease = Lease(
+            table, holder, socket.gethostname(), os.getpid(), self.clock(), ttl_s, started_at()
+        )
         self.files.write(f"{table}.json", json.dumps(asdict(lease)))
 
     @staticmethod
@@ -89,10 +93,7 @@ class TableLeases:
         (a job restarted on another machine goes on at once)."""
         if lease.host != socket.gethostname() or lease.pid == os.getpid():
             return False
-        try:
-            return psutil.Process(lease.pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
+        return still_running(lease.pid, lease.pid_started_at)
 
     def release(self, table: str, holder: str) -> None:
         """Drop the table's lease if ``holder`` (this process) has it."""

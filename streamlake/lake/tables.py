@@ -210,6 +210,7 @@ JOB_STATUS = Contract(
         ("run_id", "STRING"),
         ("host", "STRING"),
         ("pid", "BIGINT"),
+        ("pid_started_at", "DOUBLE"),
         ("state", "STRING"),
         ("error", "STRING"),
         ("started_at", "TIMESTAMP"),

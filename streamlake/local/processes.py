@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from streamlake.process_identity import still_running
+
 log = logging.getLogger(__name__)
 
 
@@ -46,12 +48,7 @@ def read_record(run_dir: Path, name: str) -> ServiceRecord | None:
 
 
 def is_running(record: ServiceRecord) -> bool:
-    try:
-        process = psutil.Process(record.pid)
-        same_process = abs(process.create_time() - record.create_time) < 1.0
-        return same_process and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return still_running(record.pid, record.create_time)
 
 
 def start(

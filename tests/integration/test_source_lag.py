@@ -15,13 +15,15 @@ from typing import Any
 import pytest
 
 from connectors.aws import aws_endpoint
+from connectors.cloudwatch import CloudWatchPublisher
 from connectors.dynamodb_streams.admin import TableSpec, ensure_table
 from streaming.listener import BatchLogListener, raw_backlog
 from streamlake.config.settings import Settings
-from streamlake.metrics import MetricPoint, MetricsPublisher
+from streamlake.metrics import MetricPoint, MetricsPublisher, PublisherGroup
 from streamlake.produce.events import EventMix, events_for
 from tests.integration.test_ingest_kafka import new_topic, produce
 from tests.integration.test_ingest_kinesis import new_stream, put
+from tests.integration.test_metrics import metric_sum
 from tests.support import (
     one_source_pipeline,
     orders_only_pipeline,
@@ -53,9 +55,15 @@ class KeptPoints(MetricsPublisher):
 
 
 @contextmanager
-def listening(spark: Any, settings: Settings) -> Iterator[KeptPoints]:
+def listening(
+    spark: Any, settings: Settings, also: MetricsPublisher | None = None, table: str = ""
+) -> Iterator[KeptPoints]:
+    """The points of the batches run meanwhile, kept (and handed to ``also``), under the
+    table dimension ``table`` for the ingest job."""
     kept = KeptPoints()
-    listener = BatchLogListener(metrics=kept, backlog=raw_backlog(settings))
+    publisher = PublisherGroup([kept, also]) if also is not None else kept
+    tables = {"ingest-events": table} if table else {}
+    listener = BatchLogListener(metrics=publisher, tables=tables, backlog=raw_backlog(settings))
     spark.streams.addListener(listener)
     try:
         yield kept
@@ -77,17 +85,25 @@ def run_ingest(spark: Any, settings: Settings, source: dict[str, Any], tmp_path:
     run_in_process(spark, with_lake(settings, tmp_path), one_source_pipeline(source))
 
 
-def test_kafka_lag_is_the_records_behind_the_latest_offsets(
+def test_kafka_lag_is_the_records_behind_the_latest_offsets_and_reaches_cloudwatch(
     spark: Any, settings: Settings, tmp_path: Path
 ) -> None:
     bootstrap = settings.bootstrap_servers
     topic = new_topic(bootstrap, partitions=1)
     produce(bootstrap, topic, 150)
     source = {"kind": "kafka", "topic": topic, "max_offsets_per_trigger": 40}
-    with listening(spark, settings) as kept:
+    endpoint = aws_endpoint(settings)
+    namespace = f"Streamlake/test-{topic}"
+    cloudwatch = CloudWatchPublisher(endpoint.client("cloudwatch"), namespace)
+    with listening(spark, settings, also=cloudwatch, table=topic) as kept:
         run_ingest(spark, settings, source, tmp_path)
         lags = lag_until_caught_up(kept, "SourceLag", "ingest-events")
+    cloudwatch.close()
     assert lags == [110, 70, 30, 0]
+    # The run's row counts and lag values, read back from CloudWatch.
+    dimensions = {"job": "ingest-events", "table": topic}
+    assert metric_sum(endpoint, namespace, "BatchRows", dimensions) == 150
+    assert metric_sum(endpoint, namespace, "SourceLag", dimensions) == 110 + 70 + 30
 
 
 def test_kinesis_lag_is_the_time_behind_the_newest_record(

@@ -12,6 +12,7 @@ import pytest
 from streamlake.errors import LeaseHeldError
 from streamlake.lake.files import LocationFiles
 from streamlake.lake.leases import TableLeases
+from streamlake.process_identity import started_at
 
 
 class Clock:
@@ -54,16 +55,28 @@ def test_the_same_job_takes_its_lease_over_after_a_crash(tmp_path: Path) -> None
     assert json.loads(path.read_text())["renewed_at"] == clock.now
 
 
-def test_a_second_live_process_of_the_same_job_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("started_earlier_s", [0, 3600])
+def test_a_second_live_process_of_the_same_job_is_refused_unless_its_pid_was_reused(
+    tmp_path: Path, started_earlier_s: int
+) -> None:
+    """A live process at the lease's pid holds it when it started as the lease says; one
+    that started later got the pid of a holder that crashed, and holds nothing."""
     clock = Clock()
     path = tmp_path / "leases" / "export.big_orders.json"
     leases(tmp_path, clock).take("export.big_orders", "export")
     running = another_process(alive=True)
     try:
         held = json.loads(path.read_text())
-        path.write_text(json.dumps({**held, "pid": running.pid}))
-        with pytest.raises(LeaseHeldError, match=f"export is already running \\(pid {running.pid}"):
+        recorded = started_at(running.pid) - started_earlier_s
+        path.write_text(json.dumps({**held, "pid": running.pid, "pid_started_at": recorded}))
+        if started_earlier_s:
             leases(tmp_path, clock).take("export.big_orders", "export")
+            assert json.loads(path.read_text())["pid"] != running.pid
+        else:
+            with pytest.raises(
+                LeaseHeldError, match=f"export is already running \\(pid {running.pid}"
+            ):
+                leases(tmp_path, clock).take("export.big_orders", "export")
     finally:
         running.kill()
         running.wait()
