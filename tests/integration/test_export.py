@@ -29,6 +29,7 @@ from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_BAD_USAGE, EXIT_JOB_FAILED, ConfigError, LeaseHeldError
 from streamlake.lake.delta_rs import read_rows
 from streamlake.lake.leases import LEASES, TableLeases
+from streamlake.process_identity import started_at
 from tests.conftest import CONFIGS
 from tests.fault_proxy import LOST_ANSWER, FaultPlan, FaultProxy
 from tests.support import cli_env, poll, with_lake, write_config_dir
@@ -319,7 +320,8 @@ def test_an_export_refuses_to_run_while_another_process_exports_the_same(
         leases.take("export.big_orders", "export")
         lease_file = Path(lake.lake.meta_path(LEASES)) / "export.big_orders.json"
         held = json.loads(lease_file.read_text())
-        lease_file.write_text(json.dumps({**held, "pid": running.pid}))
+        other = {"pid": running.pid, "pid_started_at": started_at(running.pid)}
+        lease_file.write_text(json.dumps({**held, **other}))
         write_orders(lake, range(10, 20))
         with pytest.raises(LeaseHeldError, match=rf"export is already running \(pid {running.pid}"):
             export(pipeline, lake)
