@@ -29,6 +29,7 @@ from streamlake.cli import (
     report_cmd,
     status_cmd,
     stream_cmd,
+    workflow_cmd,
 )
 from streamlake.cli.context import CliContext
 from streamlake.errors import EXIT_JOB_FAILED, StreamlakeError
@@ -50,6 +51,7 @@ app.add_typer(stream_cmd.app, name="stream")
 app.add_typer(quarantine_cmd.app, name="quarantine")
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(batch_cmd.app, name="batch")
+app.add_typer(workflow_cmd.app, name="workflow")
 app.command("produce")(produce_cmd.produce_command)
 app.command("consume")(consume_cmd.consume_command)
 app.command("query")(query_cmd.query_command)

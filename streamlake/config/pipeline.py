@@ -21,6 +21,7 @@ from streamlake.lake.tables import (
     STREAMING_LAYERS,
 )
 from streamlake.notifications import DEFAULT_QUARANTINE_RATIO, EVENTS, Event
+from streamlake.schedule import parse_schedule
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)]
 
@@ -448,8 +449,19 @@ class Job(StrictModel):
 
 
 class Workflow(StrictModel):
+    """Jobs run one after another; ``schedule`` says when, in AWS's syntax:
+    ``cron(0 2 * * ? *)`` or ``rate(1 day)`` (UTC), as EventBridge and Glue triggers take
+    it."""
+
     steps: list[str] = Field(min_length=1)
     schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_schedule(value)  # its ValueError names what is wrong
+        return value
 
 
 class SnsTopic(StrictModel):

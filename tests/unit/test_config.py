@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -578,3 +579,29 @@ def test_quality_rules_name_declared_tables_and_their_columns(
     data["quality"] = {table: [{"name": "r", **rule}]}
     checked = type(pipeline).model_validate(data)
     assert checked.quality[table][0].blocking is True
+
+
+def next_two_am(after: datetime) -> datetime:
+    today = after.replace(hour=2, minute=0, second=0, microsecond=0)
+    return today if today > after else today + timedelta(days=1)
+
+
+def test_workflow_list_gives_each_workflow_s_next_scheduled_time() -> None:
+    before = datetime.now(UTC)
+    result = run_cli("--config", str(CONFIGS), "workflow", "list", "--json")
+    after = datetime.now(UTC)
+    assert result.returncode == 0, result.stderr
+    (nightly,) = json.loads(result.stdout)
+    assert nightly["steps"] == ["compact", "curate", "quality", "catalog", "export"]
+    assert nightly["schedule"] == "cron(0 2 * * ? *)"
+    assert datetime.fromisoformat(nightly["next"]) in {next_two_am(before), next_two_am(after)}
+
+
+def test_a_workflow_schedule_aws_would_refuse_is_a_config_error(config_dir: Path) -> None:
+    edit(
+        config_dir / "pipeline.yaml", 'schedule: "cron(0 2 * * ? *)"', 'schedule: "cron(0 2 * * *)"'
+    )
+    result = run_cli("--config", str(config_dir), "workflow", "list")
+    assert result.returncode == 2
+    assert "workflows.nightly.schedule" in result.stderr
+    assert "AWS cron has six fields" in result.stderr
