@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -50,6 +51,7 @@ class PrometheusPublisher(MetricsPublisher):
         self.host = host
         self.port = port
         self._families: dict[str, Counter | Gauge] = {}
+        self._lock = threading.Lock()
         self._server: object | None = None
 
     @property
@@ -79,12 +81,13 @@ class PrometheusPublisher(MetricsPublisher):
 
     def _family(self, point: MetricPoint) -> Counter | Gauge:
         name = metric_name(point)
-        if name not in self._families:
-            kind = Counter if point.name in COUNTED else Gauge
-            self._families[name] = kind(
-                name, f"{point.name} ({point.unit})", LABELS, registry=self.registry
-            )
-        return self._families[name]
+        with self._lock:  # points come from Spark's listener and batch threads
+            if name not in self._families:
+                kind = Counter if point.name in COUNTED else Gauge
+                self._families[name] = kind(
+                    name, f"{point.name} ({point.unit})", LABELS, registry=self.registry
+                )
+            return self._families[name]
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Called when the job ends: the endpoint stops."""

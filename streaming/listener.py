@@ -9,7 +9,7 @@ from typing import Any
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
-from streaming.source_lag import BacklogReader, query_lag
+from streaming.source_lag import BacklogReader, SourceLag, query_lag
 from streamlake.config.pipeline import Notifications, Pipeline
 from streamlake.config.settings import Settings
 from streamlake.lake.delta_rs import Backlog, backlog_from
@@ -19,23 +19,26 @@ from streamlake.notifications import Notifier
 log = logging.getLogger(__name__)
 
 
-def batch_fields(progress: Any, backlog: BacklogReader | None = None) -> dict[str, Any]:
+def batch_fields(
+    progress: Any, backlog: BacklogReader | None = None, lag: bool = True
+) -> dict[str, Any]:
+    """The batch log line's fields; without ``lag``, its lag unknown."""
     durations = dict(progress.durationMs or {})
-    lag = query_lag(list(progress.sources), backlog)
+    lag_found = query_lag(list(progress.sources), backlog) if lag else SourceLag()
     fields: dict[str, Any] = {
         "job": progress.name,
         "batch_id": progress.batchId,
         "rows": progress.numInputRows,
         "rows_per_s": round(progress.processedRowsPerSecond or 0.0, 1),
         "duration_ms": durations.get("triggerExecution", 0),
-        "source_lag": lag.records,
+        "source_lag": lag_found.records,
     }
-    if lag.seconds is not None:
-        fields["source_lag_s"] = round(lag.seconds, 3)
-    if lag.versions is not None:
-        fields["pending_versions"] = lag.versions
-    if lag.by_partition:
-        fields["lag_by_partition"] = lag.by_partition
+    if lag_found.seconds is not None:
+        fields["source_lag_s"] = round(lag_found.seconds, 3)
+    if lag_found.versions is not None:
+        fields["pending_versions"] = lag_found.versions
+    if lag_found.by_partition:
+        fields["lag_by_partition"] = lag_found.by_partition
     return fields
 
 
@@ -95,10 +98,16 @@ class BatchLogListener(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         try:
-            fields = batch_fields(event.progress, self.backlog)
-        except Exception as exc:  # a lag that cannot be read never stops the job
-            log.warning("job %s: source lag not known (%s)", event.progress.name, exc)
-            fields = batch_fields(event.progress)
+            self.report(event.progress)
+        except Exception as exc:  # a batch's report never stops the job
+            log.warning("job %s: batch not reported (%s)", event.progress.name, exc)
+
+    def report(self, progress: Any) -> None:
+        try:
+            fields = batch_fields(progress, self.backlog)
+        except Exception as exc:  # a lag that cannot be read leaves the rest reported
+            log.warning("job %s: source lag not known (%s)", progress.name, exc)
+            fields = batch_fields(progress, lag=False)
         log.info(
             "job %s batch %s: %s rows, %s rows/s, %s ms, lag %s",
             fields["job"],

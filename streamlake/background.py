@@ -4,6 +4,7 @@ a job."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -11,13 +12,17 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 class BackgroundSender(Generic[T]):
     """Calls ``send`` on a thread named ``name`` with everything queued since its last call,
-    in the order it came (so a sender may batch it); ``send`` handles its own failures."""
+        in the order it came (so a sender may batch it); ``send`` counts its own failures, and
+    one that raises is logged, the thread going on."""
 
     def __init__(self, name: str, send: Callable[[list[T]], None]) -> None:
         self._send = send
+        self._name = name
         self._queue: queue.Queue[T | None] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
@@ -44,6 +49,9 @@ class BackgroundSender(Generic[T]):
                     break
                 item = self._queue.get()
             if items:
-                self._send(items)
+                try:
+                    self._send(items)
+                except Exception:  # the thread goes on: later items are still sent
+                    log.exception("%s could not send %s items", self._name, len(items))
             if item is None:
                 return

@@ -98,7 +98,8 @@ def publishing(
         failed = sum(p.failed for p in publishers)
         warn_unsent(context, failed, sum(p.sent for p in publishers), what)
         if status is not None:
-            warn_unsent(context, status.failed, status.sent, f"job heartbeats to {status.path}")
+            what = f"job heartbeat rows to {status.path}"
+            warn_unsent(context, status.unwritten, status.written, what)
 
 
 def heartbeat_of(pipeline: Pipeline, names: list[str], with_inline: bool = False) -> dict[str, str]:

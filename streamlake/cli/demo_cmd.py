@@ -173,8 +173,12 @@ def demo(
                 )
     finally:
         alerts.stop()
-    with console.status("writing the report"):
-        report = write_report(context, Path(settings.local.state_dir) / "report.html")
+    report: Path | None = None
+    try:
+        with console.status("writing the report"):
+            report = write_report(context, Path(settings.local.state_dir) / "report.html")
+    except Exception as exc:  # the pipeline ran: a report that cannot be written is news
+        console.print(f"[yellow]warning: the report could not be written: {escape(str(exc))}[/]")
     done = (
         f"done in {time.monotonic() - started:.1f}s; lake at {settings.lake.root}; the local "
         "services keep running (`streamlake local down` stops them)"
@@ -191,7 +195,7 @@ def demo(
                 "sent": metrics.sent,
                 "failed": metrics.failed,
             },
-            "report": str(report),
+            "report": str(report) if report else None,
         }
         print(json.dumps(figures, default=str))
     else:
@@ -206,7 +210,10 @@ def demo(
                 f"metrics: {metrics.sent} values sent to CloudWatch namespace "
                 f"{pipeline.metrics.namespace} (dimensions job and table)"
             )
-        console.print(f"report: {report} (open it in a browser; `streamlake report` rewrites it)")
+        if report is not None:
+            console.print(
+                f"report: {report} (open it in a browser; `streamlake report` rewrites it)"
+            )
         console.print(done)
     if alerts.available() and inbox:
         missing = expected - alerts.alerted_ids()

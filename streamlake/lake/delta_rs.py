@@ -243,7 +243,11 @@ def backlog_from(
     read its files up to that index (in Delta's order: modification time, then path)."""
     if not delta_table_exists(path, settings):
         return None
-    table = open_delta_table(path, settings)
+    from deltalake import DeltaTable
+
+    uri, options = delta_rs_location(path, settings)
+    # Its commits are all that is read: the table's file list is not loaded.
+    table = DeltaTable(uri, storage_options=options or None, without_files=True)
     latest = int(table.version())
     if latest < first_unread:
         return Backlog(0, 0)
@@ -276,6 +280,8 @@ def snapshot_rows_after(path: str, settings: Settings, version: int, index: int)
     files = DeltaTable(uri, version=version, storage_options=options or None).get_add_actions(
         flatten=True
     )
+    if "num_records" not in files.schema.names:
+        return 0  # files written without statistics say nothing of their rows
     ordered = sorted(
         zip(
             files.column("modification_time").to_pylist(),

@@ -36,6 +36,8 @@ State = Literal["running", "stopped", "failed"]
 DEFAULT_INTERVAL_S = 15.0
 # A running job silent for this many of its intervals is taken for lost.
 LOST_AFTER_INTERVALS = 3
+# How long a job's start waits for its first heartbeat row at most.
+FIRST_BEAT_WAIT_S = 5.0
 # Commits after which the writer compacts the table and checkpoints its log.
 TIDY_EVERY = 200
 
@@ -161,17 +163,27 @@ class JobStatusRecorder(MetricsPublisher):
         self._reported: set[str] = set()  # outcome_only jobs whose row is written
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._first = threading.Event()
         self._thread: threading.Thread | None = None
+        self._final: dict[str, str] = {}  # the last row's failed jobs, with their errors
         self._finished = False
         self._commits = 0
+        # Rows written and rows that could not be (the points taken are not counted).
+        self.written = 0
+        self.unwritten = 0
 
     def begin(self) -> JobStatusRecorder:
-        """Called when the jobs start: their first row, then one every ``interval_s``."""
-        self.beat("running")
+        """Called when the jobs start: their first row, then one every ``interval_s``, all
+        written by a thread of the recorder's own (a lake that does not answer never holds
+        up the jobs: the first row is waited for a few seconds at most)."""
         self._thread = threading.Thread(target=self._beat_until_stopped, name="heartbeat")
         self._thread.daemon = True
         self._thread.start()
+        self._first.wait(min(self.interval_s, FIRST_BEAT_WAIT_S))
         return self
+
+    def submit(self, points: list[MetricPoint]) -> None:
+        self.deliver(points)  # kept for the next row, not sent anywhere
 
     def deliver(self, points: list[MetricPoint]) -> None:
         with self._lock:
@@ -179,23 +191,26 @@ class JobStatusRecorder(MetricsPublisher):
                 if point.job in self._activity:
                     self._activity[point.job].take(point)
 
-    def finish(self, failure: BaseException | None = None) -> None:
+    def finish(self, failure: BaseException | None = None, timeout_s: float = 30.0) -> None:
         """Called once when the command ends: each job's last row, failed for the job the
-        failure names (every job when it names none), stopped for the others."""
+        failure names (every job when it names none), stopped for the others; waits at
+        most ``timeout_s`` for it to be written."""
         if self._finished:
             return
         self._finished = True
+        if failure is not None:
+            named = getattr(failure, "job", "") or ""
+            text = str(failure).strip().splitlines()[0][:500] if str(failure).strip() else ""
+            error = text or type(failure).__name__
+            failed = [named] if named in self.jobs else list(self.jobs)
+            self._final = {job: error for job in failed}
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        if failure is None:
-            self.beat("stopped")
+        if self._thread is None:
+            self.beat("stopped", self._final)
             return
-        named = getattr(failure, "job", "") or ""
-        text = str(failure).strip().splitlines()[0][:500] if str(failure).strip() else ""
-        error = text or type(failure).__name__
-        failed = [named] if named in self.jobs else list(self.jobs)
-        self.beat("stopped", failed={job: error for job in failed})
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("the jobs' last heartbeat not written within %.0fs", timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.finish()
@@ -239,17 +254,20 @@ class JobStatusRecorder(MetricsPublisher):
         try:
             append_beats(self.path, self.settings, beats)
         except Exception as exc:  # a heartbeat never fails the job
-            self.failed += len(beats)
+            self.unwritten += len(beats)
             log.warning("job heartbeats not written to %s: %s", self.path, exc)
             return
-        self.sent += len(beats)
+        self.written += len(beats)
         self._commits += 1
         if self._commits % TIDY_EVERY == 0:
             tidy(self.path, self.settings)
 
     def _beat_until_stopped(self) -> None:
+        self.beat("running")
+        self._first.set()
         while not self._stop.wait(self.interval_s):
             self.beat("running")
+        self.beat("stopped", self._final)
 
 
 def beats_table(beats: Iterable[JobBeat]) -> pa.Table:

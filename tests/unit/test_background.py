@@ -43,3 +43,21 @@ def test_close_returns_what_a_hung_send_left_queued() -> None:
     finally:
         hung.set()
     assert left == ["second", "third"]
+
+
+def test_a_send_that_raises_does_not_stop_the_ones_after_it() -> None:
+    sent: list[int] = []
+    first = threading.Event()
+
+    def send(items: list[int]) -> None:
+        if not first.is_set():
+            first.set()
+            raise RuntimeError("the service is down")
+        sent.extend(items)
+
+    sender = BackgroundSender[int]("test-raising", send)
+    sender.put(1)
+    assert first.wait(5)
+    sender.put(2)
+    assert sender.close(5) == []
+    assert sent == [2]
