@@ -243,11 +243,7 @@ def backlog_from(
     read its files up to that index (in Delta's order: modification time, then path)."""
     if not delta_table_exists(path, settings):
         return None
-    from deltalake import DeltaTable
-
-    uri, options = delta_rs_location(path, settings)
-    # Its commits are all that is read: the table's file list is not loaded.
-    table = DeltaTable(uri, storage_options=options or None, without_files=True)
+    table = open_delta_table(path, settings)
     latest = int(table.version())
     if latest < first_unread:
         return Backlog(0, 0)
