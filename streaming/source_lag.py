@@ -12,7 +12,8 @@ from typing import Any
 
 from streamlake.lake.delta_rs import Backlog
 
-# Delta's offset index once a version is read to its end.
+# Delta's offset index once a version is read to its end. Delta 4.2 was seen to move on to
+# (next version, index -1) instead; the index is still understood should it be written.
 DELTA_END_INDEX = 2**63 - 1
 DELTA_SOURCE = re.compile(r"^DeltaSource\[(?P<path>.+)\]$")
 
