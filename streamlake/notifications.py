@@ -15,7 +15,13 @@ from typing import Literal, get_args
 log = logging.getLogger(__name__)
 
 Event = Literal[
-    "job_started", "job_succeeded", "job_failed", "quality_breach", "source_lag", "data_loss"
+    "job_started",
+    "job_succeeded",
+    "job_failed",
+    "quality_breach",
+    "source_lag",
+    "data_loss",
+    "workflow_failed",
 ]
 EVENTS: tuple[Event, ...] = get_args(Event)
 # The share of a streaming batch's records quarantined above which a quality breach is
@@ -29,6 +35,7 @@ SEVERITY: dict[Event, Severity] = {
     "quality_breach": "warning",
     "source_lag": "warning",
     "data_loss": "critical",
+    "workflow_failed": "error",
 }
 
 

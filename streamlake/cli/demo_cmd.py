@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from streamlake.cli.context import (
 )
 from streamlake.cli.demo_alerts import PurchaseAlerts, purchase_ids
 from streamlake.cli.report_cmd import write_report
+from streamlake.cli.workflow_cmd import outcome_dict, print_history, run_workflow
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
 from streamlake.errors import EXIT_JOB_FAILED
@@ -41,6 +43,8 @@ from streamlake.produce.runner import produce
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from batch.workflow import RunOutcome
+
 DEMO_JOBS = {
     "orders": "ingest-orders",
     "clickstream": "ingest-clickstream",
@@ -49,8 +53,8 @@ DEMO_JOBS = {
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
 # How long the demo waits, after the jobs, for the KCL consumer's purchase alerts.
 ALERTS_TIMEOUT_S = 180.0
-# The nightly workflow's batch steps the demo runs after processing, in order.
-DEMO_BATCH_JOBS = ("compact", "curate", "quality", "catalog", "export")
+# The workflow the demo runs after processing.
+DEMO_WORKFLOW = "nightly"
 # What the demo shows of each curated table, through `streamlake query`.
 CURATED_VIEWS = {
     "daily_revenue": "select * from curated.daily_revenue order by revenue desc limit 5",
@@ -152,16 +156,12 @@ def demo(
     try:
         with console.status("starting Spark"):
             spark = build_spark_session(settings, app_name="streamlake-demo")
-        demo_jobs = [*DEMO_JOBS.values(), *PROCESS_JOBS.values(), *DEMO_BATCH_JOBS]
-        beating = heartbeat_of(pipeline, demo_jobs)
-        # The batch jobs run one after another once the streaming jobs are done: each gets
-        # its row when it ends.
-        with (
-            notifying(context) as notifier,
-            publishing(context, beating, DEMO_BATCH_JOBS) as metrics,
-        ):
+        # The workflow's jobs beat on their own, each while it runs.
+        beating = heartbeat_of(pipeline, [*DEMO_JOBS.values(), *PROCESS_JOBS.values()])
+        with notifying(context) as notifier, publishing(context, beating) as metrics:
             outlets = Outlets(notifier, metrics)
-            lines, reports = run_pipeline(context, spark, aws, outlets, count, run_seed)
+            lines, workflow = run_pipeline(context, spark, aws, outlets, count, run_seed)
+        reports = workflow.reports if workflow else []
         notifications: list[dict[str, Any]] = []
         if inbox:
             expected = purchase_ids(demo_mix("clickstream", count, run_seed))
@@ -188,6 +188,7 @@ def demo(
         figures = {
             "sources": {line.source: line.figures() for line in lines},
             "batch": [report.as_dict() for report in reports],
+            "workflow": outcome_dict(workflow.run) if workflow else None,
             "notifications": [n["attributes"] for n in notifications],
             "purchase_alerts": sorted(alerts.alerted_ids()),
             "metrics": {
@@ -202,6 +203,8 @@ def demo(
         print_summary(console, lines, pipeline)
         for batch_report in reports:
             print_report(console, batch_report)
+        if workflow is not None:
+            show_workflow_runs(console, settings)
         show_curated(console, pipeline, settings)
         show_notifications(console, pipeline, notifications)
         show_alerts(console, alerts)
@@ -228,9 +231,11 @@ def demo(
                 + "[/]"
             )
             raise typer.Exit(EXIT_JOB_FAILED)
-    failed = [r for r in reports if r.failed]
-    if failed:
-        console.print(f"[red]batch job {failed[0].job} failed: {escape(failed[0].failed or '')}[/]")
+    if workflow is not None and workflow.run.state != "succeeded":
+        failed = workflow.run.failed_jobs
+        why = workflow.run.steps[failed[0]].error if failed else workflow.run.stopped
+        what = f"job {failed[0]}" if failed else "run"
+        console.print(f"[red]workflow {DEMO_WORKFLOW}'s {what} failed: {escape(why or '')}[/]")
         raise typer.Exit(EXIT_JOB_FAILED)
     if any(line.added != line.produced for line in lines):
         console.print("[red]a raw table did not gain exactly the records produced[/]")
@@ -247,10 +252,9 @@ def run_pipeline(
     outlets: Outlets,
     count: int,
     run_seed: int,
-) -> tuple[list[DemoLine], list[BatchReport]]:
-    """Produce, ingest and process, then the batch jobs (until one fails); Spark is stopped
-    at the end."""
-    from batch.jobs import BatchRun, run_batch_job
+) -> tuple[list[DemoLine], DemoWorkflow | None]:
+    """Produce, ingest and process, then run the nightly workflow; Spark is stopped at the
+    end."""
     from streaming import ingest, process, runtime
     from streaming.listener import BatchLogListener
 
@@ -299,24 +303,41 @@ def run_pipeline(
             line.after = TableCounts.of(spark, settings, line.source)
             job = PROCESS_JOBS[line.source]
             line.duplicates = duplicates_dropped(spark, settings, job, first_batch[line.source])
-        reports = []
-        for name in (j for j in DEMO_BATCH_JOBS if j in pipeline.jobs):
-            with console.status(f"batch job {name}") as spinner:
-                run = BatchRun(
-                    name,
-                    pipeline,
-                    settings,
-                    lambda: spark,
-                    progress=spinner.update,
-                    notifier=notifier,
-                    metrics=metrics,
-                )
-                reports.append(run_batch_job(run))
-            if reports[-1].failed:
-                break  # later steps build on this one
+        workflow = None
+        if DEMO_WORKFLOW in pipeline.workflows:
+            run, launched = run_workflow(
+                context,
+                DEMO_WORKFLOW,
+                "manual",
+                threading.Event(),
+                True,
+                notifier,
+                metrics,
+                lambda: spark,
+            )
+            order = pipeline.workflows[DEMO_WORKFLOW].order()
+            reports = [launched.reports[job] for job in order if job in launched.reports]
+            workflow = DemoWorkflow(run, reports)
     finally:
         spark.stop()
-    return lines, reports
+    return lines, workflow
+
+
+@dataclass(frozen=True)
+class DemoWorkflow:
+    """The demo's run of its workflow and the reports of the batch jobs that ran."""
+
+    run: RunOutcome
+    reports: list[BatchReport]
+
+
+def show_workflow_runs(console: Console, settings: Settings) -> None:
+    """The workflow's latest runs, as `streamlake workflow history` shows them."""
+    from streamlake.lake.workflow_runs import run_history
+
+    runs = run_history(settings.lake.meta_path("workflow_runs"), settings, DEMO_WORKFLOW, 3)
+    print_history(console, runs)
+    console.print(f"(`streamlake workflow history {DEMO_WORKFLOW}` shows them all)")
 
 
 def demo_mix(source: str, count: int, seed: int) -> EventMix:

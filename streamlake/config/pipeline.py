@@ -448,13 +448,48 @@ class Job(StrictModel):
         return self
 
 
-class Workflow(StrictModel):
-    """Jobs run one after another; ``schedule`` says when, in AWS's syntax:
-    ``cron(0 2 * * ? *)`` or ``rate(1 day)`` (UTC), as EventBridge and Glue triggers take
-    it."""
+Condition = Literal["on_success", "on_failure", "on_completion"]
+CONDITIONS: tuple[Condition, ...] = ("on_success", "on_failure", "on_completion")
 
-    steps: list[str] = Field(min_length=1)
+
+class WorkflowStep(StrictModel):
+    """One job of a workflow's graph and when it runs: with no condition, as soon as the
+    workflow starts; otherwise once every job it names has ended as the condition says
+    (``on_success``: succeeded; ``on_failure``: failed or timed out after its retries;
+    ``on_completion``: either). A condition that can no longer hold skips the job.
+
+    ``retries``: how many times a failed run is started again, after ``retry_backoff``
+    doubled at each retry; ``timeout``: how long one run may take before it is cancelled
+    (a timed-out run is not retried). Unset, the workflow's own values apply."""
+
+    on_success: list[str] = Field(default_factory=list)
+    on_failure: list[str] = Field(default_factory=list)
+    on_completion: list[str] = Field(default_factory=list)
+    retries: int | None = Field(default=None, ge=0, le=10)
+    retry_backoff: str | None = Field(default=None, pattern=INTERVAL)
+    timeout: str | None = Field(default=None, pattern=INTERVAL)
+
+    def conditions(self) -> list[tuple[Condition, str]]:
+        """Each (condition, job) this step waits for."""
+        return [(kind, job) for kind in CONDITIONS for job in getattr(self, kind)]
+
+
+class Workflow(StrictModel):
+    """Jobs chained as Glue workflows chain them. Either ``steps``, a chain (each step runs
+    when the one before succeeded), or ``jobs``, a graph (job name -> ``WorkflowStep``).
+
+    Triggers: ``schedule`` in AWS's syntax, ``cron(0 2 * * ? *)`` or ``rate(1 day)`` (UTC), as
+    EventBridge and Glue take it; ``on_arrival``, a ``files`` source whose landing prefix
+    gets new objects (S3 event notifications through an SQS queue); and by hand, always.
+    ``retries``, ``retry_backoff`` and ``timeout`` are each job's unless it sets its own."""
+
+    steps: list[str] | None = Field(default=None, min_length=1)
+    jobs: dict[str, WorkflowStep] | None = Field(default=None, min_length=1)
     schedule: str | None = None
+    on_arrival: str | None = None
+    retries: int = Field(default=0, ge=0, le=10)
+    retry_backoff: str = Field(default="30 seconds", pattern=INTERVAL)
+    timeout: str = Field(default="2 hours", pattern=INTERVAL)
 
     @field_validator("schedule")
     @classmethod
@@ -462,6 +497,79 @@ class Workflow(StrictModel):
         if value is not None:
             parse_schedule(value)  # its ValueError names what is wrong
         return value
+
+    @model_validator(mode="after")
+    def _graph_is_sound(self) -> Workflow:
+        if (self.steps is None) == (self.jobs is None):
+            raise ValueError("give steps (a chain) or jobs (a graph), one of the two")
+        if self.steps is not None and len(set(self.steps)) != len(self.steps):
+            raise ValueError("steps: a job appears twice")
+        graph = self.graph()
+        for name, step in graph.items():
+            for kind, job in step.conditions():
+                if job not in graph:
+                    raise ValueError(f"jobs.{name}.{kind}: {job!r} is not a job of this workflow")
+        cycle = find_cycle(graph)
+        if cycle:
+            raise ValueError(f"jobs: a cycle, {' -> '.join(cycle)}")
+        return self
+
+    def graph(self) -> dict[str, WorkflowStep]:
+        """Job name -> its step, in declaration order; a chain as a graph."""
+        if self.jobs is not None:
+            return dict(self.jobs)
+        steps = self.steps or []
+        return {
+            job: WorkflowStep(on_success=[steps[i - 1]] if i else []) for i, job in enumerate(steps)
+        }
+
+    def order(self) -> list[str]:
+        """The jobs in an order they can run in: each after those it waits for, otherwise
+        as declared."""
+        graph, placed = self.graph(), list[str]()
+        while len(placed) < len(graph):
+            placed.append(
+                next(
+                    name
+                    for name, step in graph.items()
+                    if name not in placed and all(up in placed for _, up in step.conditions())
+                )
+            )
+        return placed
+
+    def retries_of(self, job: str) -> int:
+        own = self.graph()[job].retries
+        return self.retries if own is None else own
+
+    def retry_backoff_s(self, job: str) -> float:
+        return interval_seconds(self.graph()[job].retry_backoff or self.retry_backoff)
+
+    def timeout_s(self, job: str) -> float:
+        return interval_seconds(self.graph()[job].timeout or self.timeout)
+
+
+def find_cycle(graph: dict[str, WorkflowStep]) -> list[str]:
+    """A cycle of jobs waiting on each other (its first job repeated at the end), or []."""
+    waits_on = {name: [job for _, job in step.conditions()] for name, step in graph.items()}
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return []
+        for upstream in waits_on.get(name, []):
+            found = visit(upstream, [*path, name])
+            if found:
+                return found
+        done.add(name)
+        return []
+
+    for name in graph:
+        found = visit(name, [])
+        if found:
+            return list(reversed(found))
+    return []
 
 
 class SnsTopic(StrictModel):
@@ -644,15 +752,33 @@ class Pipeline(StrictModel):
         for name, curated in self.curated.items():
             self._check_curated(name, curated)
         for name, workflow in self.workflows.items():
-            for step in workflow.steps:
-                if step not in self.jobs:
-                    raise ValueError(f"workflows.{name}.steps: no job named {step!r}")
+            self._check_workflow(name, workflow)
         for stream in self.firehose:
             if stream.bucket not in self.buckets:
                 raise ValueError(
                     f"firehose.{stream.name}.bucket: {stream.bucket!r} is not in buckets"
                 )
         return self
+
+    def _check_workflow(self, name: str, workflow: Workflow) -> None:
+        field = "steps" if workflow.steps is not None else "jobs"
+        for job in workflow.graph():
+            if job not in self.jobs:
+                raise ValueError(f"workflows.{name}.{field}: no job named {job!r}")
+            if self.jobs[job].mode == "inline":
+                raise ValueError(
+                    f"workflows.{name}.{field}: {job} runs inside its table's ingest job "
+                    "(mode: inline); name the ingest job"
+                )
+        arrival = workflow.on_arrival
+        if arrival is not None:
+            source = self.sources.get(arrival)
+            if source is None or source.kind != "files":
+                files = [n for n, s in self.sources.items() if s.kind == "files"]
+                raise ValueError(
+                    f"workflows.{name}.on_arrival: {arrival!r} is not a files source "
+                    f"(files sources: {', '.join(files) or 'none'})"
+                )
 
     @model_validator(mode="after")
     def _one_database_per_layer(self) -> Pipeline:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamlake.config.settings import Settings
+from streamlake.lake.tables import Contract
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,6 +30,22 @@ def delta_rs_location(path: str, settings: Settings) -> tuple[str, dict[str, str
         options["AWS_ACCESS_KEY_ID"] = aws.access_key_id.get_secret_value()
         options["AWS_SECRET_ACCESS_KEY"] = aws.secret_access_key.get_secret_value()
     return uri, options
+
+
+def append_contract_rows(
+    path: str, settings: Settings, contract: Contract, rows: list[dict[str, Any]]
+) -> None:
+    """Append ``rows`` (dicts with the contract's columns) in one commit, creating the table
+    at the first; for the small ``_meta`` tables written without Spark."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    arrow = {"STRING": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}
+    timestamp = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([(name, arrow.get(kind, timestamp)) for name, kind in contract.columns])
+    uri, options = delta_rs_location(path, settings)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    write_deltalake(uri, table, mode="append", storage_options=options or None)
 
 
 def open_delta_table(path: str, settings: Settings) -> DeltaTable:

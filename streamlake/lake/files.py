@@ -72,6 +72,28 @@ class LocationFiles:
         bucket, key = self._bucket_key(name)
         self._client().put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
 
+    def create(self, name: str, text: str) -> bool:
+        """Write the file only if it does not exist, atomically (an exclusive open locally,
+        a conditional PUT on S3); False when it already exists."""
+        if not self.on_s3:
+            path = self._local(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with path.open("x", encoding="utf-8") as out:
+                    out.write(text)
+            except FileExistsError:
+                return False
+            return True
+        bucket, key = self._bucket_key(name)
+        client = self._client()
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), IfNoneMatch="*")
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+
     def modified(self, name: str) -> float | None:
         """The file's modification time (epoch seconds), None if it does not exist."""
         if not self.on_s3:

@@ -14,21 +14,21 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamlake.config.pipeline import Pipeline
 from streamlake.config.settings import Settings
-from streamlake.lake.delta_rs import delta_rs_location, read_rows
+from streamlake.lake.delta_rs import append_contract_rows, read_rows
 from streamlake.lake.tables import JOB_STATUS
 from streamlake.metrics import MetricPoint, MetricsPublisher
 from streamlake.process_identity import started_at as process_started_at
 from streamlake.process_identity import still_running
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -270,21 +270,9 @@ class JobStatusRecorder(MetricsPublisher):
         self.beat("stopped", self._final)
 
 
-def beats_table(beats: Iterable[JobBeat]) -> pa.Table:
-    import pyarrow as pa
-
-    arrow = {"STRING": pa.string(), "BIGINT": pa.int64(), "DOUBLE": pa.float64()}
-    timestamp = pa.timestamp("us", tz="UTC")
-    schema = pa.schema([(name, arrow.get(kind, timestamp)) for name, kind in JOB_STATUS.columns])
-    return pa.Table.from_pylist([beat.row() for beat in beats], schema=schema)
-
-
 def append_beats(path: str, settings: Settings, beats: list[JobBeat]) -> None:
     """Append ``beats`` in one commit (creating the table at the first)."""
-    from deltalake import write_deltalake
-
-    uri, options = delta_rs_location(path, settings)
-    write_deltalake(uri, beats_table(beats), mode="append", storage_options=options or None)
+    append_contract_rows(path, settings, JOB_STATUS, [beat.row() for beat in beats])
 
 
 def tidy(path: str, settings: Settings) -> None:

@@ -86,6 +86,47 @@ class TableLeases:
         )
         self.files.write(f"{table}.json", json.dumps(asdict(lease)))
 
+    def take_alone(self, name: str, holder: str, ttl_s: float = DEFAULT_TTL_S) -> None:
+        """Take or renew lease ``name`` for this process, refusing while any other process
+        holds it, the same job's included, on any host (one run at a time). A new lease is
+        created atomically; one its holder left behind (expired, or its process gone from
+        this host) is taken over, and read back to see who won a race to take it over."""
+        held = self.current(name)
+        if held is not None and not self._mine(held) and not self._dead_here(held):
+            raise self._refusal(name, held)
+        lease = Lease(
+            name, holder, socket.gethostname(), os.getpid(), self.clock(), ttl_s, started_at()
+        )
+        text = json.dumps(asdict(lease))
+        if held is None and self.files.read(f"{name}.json") is None:
+            if self.files.create(f"{name}.json", text):
+                return
+        else:
+            self.files.write(f"{name}.json", text)
+        won = self.current(name)
+        if won is None or not self._mine(won):
+            raise self._refusal(name, won or held or lease)
+
+    @staticmethod
+    def _mine(lease: Lease) -> bool:
+        return (lease.host, lease.pid) == (socket.gethostname(), os.getpid())
+
+    @staticmethod
+    def _dead_here(lease: Lease) -> bool:
+        return lease.host == socket.gethostname() and not still_running(
+            lease.pid, lease.pid_started_at
+        )
+
+    def _refusal(self, name: str, held: Lease) -> LeaseHeldError:
+        return LeaseHeldError(
+            f"{held.holder} is already running (pid {held.pid} on {held.host}, lease renewed "
+            f"{max(0.0, self.clock() - held.renewed_at):.0f}s ago)",
+            f"wait for it to end, or stop pid {held.pid}: a lease its holder no longer renews "
+            f"expires {held.ttl_s:.0f}s after its last renewal",
+            table=name,
+            holder=held.holder,
+        )
+
     @staticmethod
     def _other_live_process(lease: Lease) -> bool:
         """A lease of another process on this host that is still alive. On another host

@@ -226,6 +226,29 @@ JOB_STATUS = Contract(
     )
 )
 
+# The run log of workflows: one row when a run starts (``job`` empty) and when it ends, and
+# one when each job's attempt starts and ends; the newest row of a (run, job, attempt)
+# says how it stands. ``state``: a run's running, succeeded, failed, stopped (on request);
+# a job's running, succeeded, failed, timeout, stopped, skipped (why, in ``error``).
+# ``trigger`` is manual, schedule or arrival. Written with delta-rs.
+WORKFLOW_RUNS = Contract(
+    (
+        ("run_id", "STRING"),
+        ("workflow", "STRING"),
+        ("trigger", "STRING"),
+        ("job", "STRING"),
+        ("attempt", "BIGINT"),
+        ("state", "STRING"),
+        ("error", "STRING"),
+        ("started_at", "TIMESTAMP"),
+        ("ended_at", "TIMESTAMP"),
+        ("recorded_at", "TIMESTAMP"),
+        ("host", "STRING"),
+        ("pid", "BIGINT"),
+        ("pid_started_at", "DOUBLE"),
+    )
+)
+
 # The pipeline's own Delta tables under _meta, by name.
 META_TABLES = {
     "batch_metrics": BATCH_METRICS,
@@ -235,6 +258,7 @@ META_TABLES = {
     "export_positions": EXPORT_POSITIONS,
     "export_rejects": EXPORT_REJECTS,
     "job_status": JOB_STATUS,
+    "workflow_runs": WORKFLOW_RUNS,
 }
 
 

@@ -12,8 +12,11 @@ from streamlake.config.settings import Settings
 from streamlake.lake.delta_rs import TableSize, read_rows, table_size
 from streamlake.lake.job_status import JobBeat, status_history
 from streamlake.lake.tables import CURATED, STREAMING_LAYERS
+from streamlake.lake.workflow_runs import WorkflowRunView, run_history
 
 STREAMING_KINDS = ("ingest", "process")
+# How many of the latest workflow runs the report lists.
+WORKFLOW_RUNS_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class ReportData:
     # (layer, table) -> its size.
     sizes: dict[tuple[str, str], TableSize] = field(default_factory=dict)
     runs: list[JobRun] = field(default_factory=list)
+    # The latest workflow runs, newest first.
+    workflow_runs: list[WorkflowRunView] = field(default_factory=list)
 
 
 def gather(pipeline: Pipeline, settings: Settings) -> ReportData:
@@ -66,6 +71,7 @@ def gather(pipeline: Pipeline, settings: Settings) -> ReportData:
         quarantine_counts(pipeline, settings),
         sizes,
         job_runs(history),
+        run_history(lake.meta_path("workflow_runs"), settings, limit=WORKFLOW_RUNS_SHOWN),
     )
 
 

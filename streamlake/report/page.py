@@ -233,5 +233,34 @@ def runs_table(data: ReportData) -> str:
     return (
         "<h3>Last run of each job</h3><table><tr><th>job</th><th>kind</th><th>state</th>"
         f"<th>started (UTC)</th><th>seconds</th><th>error</th></tr>{rows}</table>"
-        '<p class="empty">Workflow runs appear here once workflows run.</p>'
+        + workflow_runs_table(data)
+    )
+
+
+def workflow_runs_table(data: ReportData) -> str:
+    """The latest workflow runs, each with its jobs' outcomes."""
+    if not data.workflow_runs:
+        return '<p class="empty">No workflow has run yet.</p>'
+    rows = []
+    for run in data.workflow_runs:
+        record = run.record
+        jobs = "<br>".join(
+            html.escape(
+                f"{j.record.job}: {j.record.state}"
+                + (f" ({j.attempts} tries)" if j.attempts > 1 else "")
+                + (f": {j.record.error}" if j.record.error else "")
+            )
+            for j in run.jobs
+        )
+        seconds = f"{record.seconds:.1f}" if record.seconds is not None else ""
+        rows.append(
+            f'<tr class="{html.escape(run.state)}"><td>{html.escape(record.workflow)}</td>'
+            f"<td>{html.escape(record.run_id)}</td><td>{html.escape(record.trigger)}</td>"
+            f"<td>{html.escape(run.state)}</td><td>{record.started_at:%Y-%m-%d %H:%M:%S}</td>"
+            f"<td>{seconds}</td><td>{jobs}</td></tr>"
+        )
+    return (
+        f"<h3>Workflow runs (latest {len(rows)})</h3><table><tr><th>workflow</th><th>run</th>"
+        "<th>trigger</th><th>state</th><th>started (UTC)</th><th>seconds</th><th>jobs</th>"
+        f"</tr>{''.join(rows)}</table>"
     )

@@ -76,6 +76,16 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
         ("catalog", None),
         ("export", None),
     ]
+    # They ran as the nightly workflow, whose run the run log keeps.
+    nightly = output["workflow"]
+    assert nightly["state"] == "succeeded", nightly
+    assert [(j["job"], j["state"]) for j in nightly["jobs"]] == [
+        (job, "succeeded") for job in ("compact", "curate", "quality", "catalog", "export")
+    ]
+    history = streamlake("workflow", "history", "nightly", "--json")
+    assert history.returncode == 0, history.stdout + history.stderr
+    [logged] = json.loads(history.stdout)
+    assert (logged["run_id"], logged["state"]) == (nightly["run_id"], "succeeded")
     # Each batch job's start and success reached the notification topic's subscriber.
     published = Counter((n["event"], n["job"]) for n in output["notifications"])
     for job in ("compact", "curate", "quality", "catalog", "export"):
@@ -110,6 +120,7 @@ def test_demo_accounts_for_every_produced_record(stack_env: dict[str, str], tmp_
     # the heartbeats behind it show each job's run.
     rendered = render_in_chromium(Path(output["report"]), OUTPUT / "report" / "demo.png")
     assert rendered.errors == []
+    assert nightly["run_id"] in Path(output["report"]).read_text()  # its workflow run
     assert len(rendered.charts) == 6
     for chart in rendered.charts:
         assert chart["traces_with_data"] > 0 and chart["marks"] > 0, chart

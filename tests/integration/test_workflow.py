@@ -1,0 +1,198 @@
+"""`streamlake workflow run` with real jobs on real tables: a graph whose quality job fails
+runs in dependency order, retries the failing job, runs its on_failure branch (the catalog
+job, which registers the tables in the local Glue), skips its on_success dependants, sends
+the failure notification through SNS, and `workflow history` shows it all; two runs of the
+same workflow started together: one runs, the other is refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.aws import aws_endpoint
+from connectors.sns import ensure_topic, received_notifications, subscribe_queue
+from streamlake.config import LoadedConfig
+from streamlake.config.pipeline import (
+    Notifications,
+    Pipeline,
+    QualityRule,
+    SnsTopic,
+    Workflow,
+    glue_name,
+)
+from streamlake.config.settings import Settings
+from streamlake.lake.job_status import latest_status
+from tests.conftest import CONFIGS
+from tests.support import (
+    append_processed,
+    cli_env,
+    orders_only_pipeline,
+    poll,
+    with_lake,
+    write_config_dir,
+)
+
+pytestmark = [pytest.mark.integration]
+
+GRAPH = {
+    "jobs": {
+        "compact": {},
+        "quality": {"on_success": ["compact"], "retries": 1},
+        "curate": {"on_success": ["quality"]},
+        "catalog": {"on_failure": ["quality"]},
+    },
+    "retry_backoff": "1 second",
+}
+
+
+def run_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    from streamlake.cli.app import main
+
+    monkeypatch.setattr(sys, "argv", ["streamlake", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+@pytest.mark.spark
+def test_a_failing_job_retries_runs_its_failure_branch_and_stops_its_dependants(
+    spark: Any,
+    settings: Settings,
+    loaded: LoadedConfig,
+    stack_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    endpoint = aws_endpoint(settings)
+    topic = f"alerts-{uuid.uuid4().hex[:8]}"
+    ensure_topic(endpoint.client("sns"), topic)
+    inbox = subscribe_queue(
+        endpoint, topic, f"wf-{uuid.uuid4().hex[:8]}", {"event": ["workflow_failed"]}
+    )
+    pipeline = orders_only_pipeline(
+        loaded.pipeline,
+        "wf",
+        quality={"processed.orders": [QualityRule(name="enough_orders", kind="row_count", min=10)]},
+        notifications=Notifications(topic=topic),
+        sns_topics=[SnsTopic(name=topic)],
+        workflows={"nightly": Workflow.model_validate(GRAPH)},
+    )
+    lake = with_lake(settings, tmp_path)
+    orders = [{"order_id": f"o-{n}", "customer_id": "c-1", "status": "paid"} for n in range(3)]
+    append_processed(spark, lake, pipeline, "orders", orders)
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    for key, value in cli_env(stack_env, tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COLUMNS", "200")
+
+    code, out, err = run_main(
+        monkeypatch, capsys, "--config", str(config_dir), "workflow", "run", "nightly"
+    )
+    assert code == 1, out + err
+    failure = "quality: processed.orders: quality rule enough_orders failed: 3 rows"
+    assert any(line.startswith(failure) for line in out.splitlines()), out
+
+    code, out, err = run_main(
+        monkeypatch, capsys, "--config", str(config_dir), "workflow", "history", "nightly", "--json"
+    )
+    assert code == 0, out + err
+    [run] = json.loads(out)
+    assert (run["state"], run["trigger"], run["error"]) == ("failed", "manual", "failed: quality")
+    jobs = {j["job"]: j for j in run["jobs"]}
+    outcomes = {name: (j["state"], j["attempts"]) for name, j in jobs.items()}
+    assert outcomes == {
+        "compact": ("succeeded", 1),
+        "quality": ("failed", 2),  # retried once, as configured
+        "catalog": ("succeeded", 1),  # the on_failure branch
+        "curate": ("skipped", 0),  # on_success of quality
+    }
+    assert jobs["curate"]["error"] == "not run: quality failed"
+    assert "enough_orders" in jobs["quality"]["error"]
+    started = [
+        datetime.fromisoformat(jobs[n]["started_at"]) for n in ("compact", "quality", "catalog")
+    ]
+    assert started == sorted(started)
+
+    # The failure branch did its work: the processed table is in the Glue Data Catalog.
+    glue = endpoint.client("glue")
+    table = glue.get_table(DatabaseName=f"{glue_name(pipeline.name)}_processed", Name="orders")
+    assert table["Table"]["Name"] == "orders"
+    # Each job beat in _meta/job_status; the failed one says why.
+    status = latest_status(lake.lake.meta_path("job_status"), lake)
+    assert status["compact"].state == "stopped" and status["catalog"].state == "stopped"
+    assert status["quality"].state == "failed" and "enough_orders" in (
+        status["quality"].error or ""
+    )
+
+    found: list[dict[str, Any]] = []
+    poll(
+        lambda: found.extend(received_notifications(endpoint, inbox)) or found,
+        30,
+        "the notification",
+    )
+    [notification] = found
+    assert notification["attributes"] == {
+        "event": "workflow_failed",
+        "job": "nightly",
+        "severity": "error",
+    }
+    assert notification["message"]["subject"] == "workflow nightly failed at quality"
+    assert notification["message"]["detail"].startswith(failure)
+
+
+def test_two_runs_started_together_one_runs_one_is_refused(
+    loaded: LoadedConfig, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    pipeline: Pipeline = orders_only_pipeline(
+        loaded.pipeline, "wf2", workflows={"nightly": Workflow(steps=["compact"])}
+    )
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path) | {"COLUMNS": "200"}
+    command = [
+        sys.executable,
+        "-m",
+        "streamlake",
+        "--config",
+        str(config_dir),
+        "workflow",
+        "run",
+        "nightly",
+    ]
+    both = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in both]
+    refused = [r for r in results if "already running" in r[2]]
+    ran = [r for r in results if "already running" not in r[2]]
+    assert len(refused) == 1 and len(ran) == 1, results
+    code, _, err = refused[0]
+    assert code == 1
+    [message] = [line for line in err.splitlines() if "already running" in line]
+    assert message.startswith("error: workflow nightly is already running (pid "), err
+    code, out, err = ran[0]
+    assert code == 0, out + err
+    assert "workflow nightly run" in out and "succeeded" in out
+
+    history = subprocess.run(
+        [*command[:-3], "workflow", "history", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    [run] = json.loads(history.stdout)
+    assert run["state"] == "succeeded" and [j["job"] for j in run["jobs"]] == ["compact"]
