@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from connectors.s3 import location_files
-from streaming.transforms.avro import avro_decoder
 from streaming.transforms.check import check, passed, quarantine_counts
+from streaming.transforms.decoders import payload_decoder
 from streaming.transforms.dedup import first_of_each_event, lower_bound, with_late_flag
 from streaming.transforms.drift import known_fields, needs_schema_merge, new_fields
 from streaming.transforms.shape import processed_rows
@@ -100,7 +100,7 @@ def replay_held(
     processed = read_table(spark, processed_path)
     fields = known_fields(spec, None if processed is None else processed.schema)
     raw_like = as_raw_rows(spark, quarantine.toDF(), lake.table_path("raw", table_name))
-    decoder = avro_decoder(spec.table, settings)
+    decoder = payload_decoder(pipeline, table_name, settings)
     checked = check(raw_like, spec, fields, decoder).localCheckpoint()
     examined = checked.count()
     failing = quarantine_counts(checked)

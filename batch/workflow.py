@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from streamlake.config.pipeline import Condition, Workflow
-from streamlake.errors import first_line
+from streamlake.errors import LeaseHeldError, first_line
 from streamlake.lake.leases import TableLeases
 from streamlake.lake.workflow_runs import RUN, RunRecord, RunState, StepState, Trigger
 from streamlake.notifications import Notifier
@@ -75,6 +75,7 @@ class RunOutcome:
     ended_at: datetime | None = None
     stopped: str | None = None  # why the run was cut short by a job, when it was
     interrupted: bool = False  # stopped on request (SIGINT, SIGTERM)
+    stuck: bool = False  # a job would not stop when cancelled: its thread runs on
 
     @property
     def failed_jobs(self) -> list[str]:
@@ -110,10 +111,12 @@ class WorkflowRunner:
     wait: Callable[[float], bool] | None = None
     cancel_grace_s: float = CANCEL_GRACE_S
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # The run under way or done, once ``run`` was called.
+    outcome: RunOutcome | None = field(default=None, init=False)
 
     def run(self) -> RunOutcome:
         graph = self.workflow.graph()
-        outcome = RunOutcome(
+        outcome = self.outcome = RunOutcome(
             uuid.uuid4().hex[:12],
             self.name,
             self.trigger,
@@ -125,7 +128,7 @@ class WorkflowRunner:
             while (job := self._next_ready(outcome)) is not None:
                 self._run_step(outcome, job)
         except JobStuckError as exc:
-            outcome.stopped = str(exc)
+            outcome.stopped, outcome.stuck = str(exc), True
         outcome.interrupted = self.stop.is_set()
         for step in outcome.steps.values():
             if step.state == "waiting":
@@ -165,7 +168,13 @@ class WorkflowRunner:
             self.progress(job, step, f"attempt {attempt} of {retries + 1}" if attempt > 1 else "")
             attempt_start = self.now()
             self._write([self._job_row(outcome, step, attempt_start)])
-            state, error = self._attempt(job)
+            try:
+                state, error = self._attempt(job)
+            except JobStuckError as exc:
+                # Its thread still runs: the step ends failed, and the run with it.
+                step.state, step.error, step.ended_at = "failed", str(exc), self.now()
+                self._write([self._job_row(outcome, step, attempt_start)])
+                raise
             step.state, step.error, step.ended_at = state, error, self.now()
             self._write([self._job_row(outcome, step, attempt_start)])
             if state != "failed" or attempt > retries or self.stop.is_set():
@@ -173,6 +182,9 @@ class WorkflowRunner:
             delay = self.workflow.retry_backoff_s(job) * 2 ** (attempt - 1)
             self.progress(job, step, f"failed ({error}); retrying in {delay:.0f}s")
             if self._sleep(delay):
+                step.state = "stopped"
+                step.error = f"the run was stopped before retry {attempt} (after: {error})"
+                self._write([self._job_row(outcome, step, attempt_start)])
                 break
         self.progress(job, step, step.error or "")
 
@@ -263,9 +275,16 @@ class WorkflowRunner:
 
 
 @contextmanager
-def run_alone(leases: TableLeases, workflow: str, ttl_s: float = RUN_LEASE_TTL_S) -> Iterator[None]:
+def run_alone(
+    leases: TableLeases,
+    workflow: str,
+    ttl_s: float = RUN_LEASE_TTL_S,
+    on_lost: Callable[[], None] = lambda: None,
+) -> Iterator[None]:
     """Hold workflow ``workflow``'s run lease while the block runs, renewing it; raises
-    LeaseHeldError when another process runs the workflow."""
+    LeaseHeldError when another process runs the workflow. ``on_lost`` is called when a
+    renewal finds another process holding it (two took over a stale lease at once: one of
+    them stops)."""
     name, holder = f"workflow-{workflow}", f"workflow {workflow}"
     leases.take_alone(name, holder, ttl_s)
     done = threading.Event()
@@ -274,6 +293,10 @@ def run_alone(leases: TableLeases, workflow: str, ttl_s: float = RUN_LEASE_TTL_S
         while not done.wait(ttl_s / 4):
             try:
                 leases.take_alone(name, holder, ttl_s)
+            except LeaseHeldError as exc:
+                log.error("workflow %s: %s; stopping this run", workflow, exc)
+                on_lost()
+                return
             except Exception as exc:
                 log.warning("the lease of workflow %s not renewed: %s", workflow, exc)
 

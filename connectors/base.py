@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from streamlake.lake.checkpoint import CheckpointFiles
 
 ErrorTranslator = Callable[[str], StreamlakeError | None]
+# Called with a batch's id once the batch is committed (see ``SourceKind.after_commit``).
+BatchCommitted = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,13 @@ class Resource:
 
 
 class Event(Protocol):
-    """One record to produce; ``item`` is the whole item for table sources."""
+    """One record to produce; ``item`` is the whole item for table sources (and a file's
+    row); ``kind`` says whether it is good, bad or a duplicate."""
 
     @property
     def key(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
     @property
     def payload(self) -> bytes: ...
     @property
@@ -96,6 +101,12 @@ class SourceKind(ABC, Generic[SourceT]):
         """For kinds without Spark's available-now: whether the run has read everything it
         is to read; called by the runtime while an available-now run goes on."""
         return False
+
+    def after_commit(self, source: SourceT, request: StreamRequest) -> BatchCommitted | None:
+        """What the ingest job does once a batch is committed to raw (and processed, when
+        inline), called with the batch's id; None when nothing. Called when the job is
+        built."""
+        return None
 
     @abstractmethod
     def resource_identity(self, source: SourceT) -> tuple[str, str]:

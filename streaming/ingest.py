@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from connectors.aws import AwsEndpoint
-from connectors.base import StreamRequest
+from connectors.base import BatchCommitted, StreamRequest
 from connectors.registry import source_kind
 from streaming.checkpoint_guard import JobLedger, Recovery, checkpoint_files, guard
 from streaming.process import ProcessBatchWriter, process_writer, stop_processing, table_leases
@@ -68,7 +68,9 @@ def ingest_job(
     target = IdempotentDeltaAppend(
         raw_path, app_id=name, partition_by=RAW.partition_by, checkpoint=checkpoint
     )
-    writer = RawBatchWriter(target, files, settings.faults)
+    writer = RawBatchWriter(
+        target, files, settings.faults, after=kind.after_commit(source, request)
+    )
     heartbeat: Callable[[], None] = lambda: None  # noqa: E731
     on_stop: Callable[[], None] = lambda: None  # noqa: E731
     inline = pipeline.inline_process_job_of(job.table)
@@ -109,6 +111,8 @@ class RawBatchWriter:
     target: IdempotentDeltaAppend
     checkpoint: CheckpointFiles
     faults: Faults = field(default_factory=Faults)
+    # The source's own step once the batch is committed (a files source archives its files).
+    after: BatchCommitted | None = None
     process: ProcessBatchWriter | None = None
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
@@ -135,6 +139,8 @@ class RawBatchWriter:
             self.faults.reached("after-raw-commit")
             if self.process is not None:
                 self.process(stamped, batch_id)
+            if self.after is not None:
+                self.after(batch_id)
         finally:
             if self.process is not None:
                 stamped.unpersist()

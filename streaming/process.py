@@ -23,8 +23,8 @@ from streaming.checkpoint_guard import (
     guard,
 )
 from streaming.runtime import StreamJob
-from streaming.transforms.avro import AvroDecoder, avro_decoder
 from streaming.transforms.check import CheckPlan, passed
+from streaming.transforms.decoders import PayloadDecoder, payload_decoder
 from streaming.transforms.dedup import Watermark
 from streaming.transforms.drift import known_fields, needs_schema_merge, new_fields
 from streaming.transforms.shape import processed_rows, quarantine_rows
@@ -166,7 +166,7 @@ def process_writer(
         ProcessTargets.of(
             settings, name, job.table, checkpoint, pipeline.notifications, notifier, metrics
         ),
-        avro_decoder(spec.table, settings),
+        payload_decoder(pipeline, job.table, settings),
         files,
         settings.faults,
     )
@@ -189,7 +189,7 @@ class ProcessBatchWriter:
         self,
         spec: TableSpec,
         targets: ProcessTargets,
-        decoder: AvroDecoder | None = None,
+        decoder: PayloadDecoder | None = None,
         checkpoint: CheckpointFiles | None = None,
         faults: Faults = Faults(),
     ) -> None:

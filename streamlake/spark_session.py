@@ -181,9 +181,11 @@ def quiet_query_context_loggers() -> None:
 
 
 def active_spark_session() -> SparkSession | None:
-    """The session this process already runs, if any (without importing Spark otherwise)."""
+    """The session this process already runs, if any (without importing Spark otherwise),
+    from any thread: the active session is the calling thread's, the default one the
+    process's."""
     if "pyspark" not in sys.modules:
         return None
     from pyspark.sql import SparkSession
 
-    return SparkSession.getActiveSession()
+    return SparkSession.getActiveSession() or SparkSession._instantiatedSession

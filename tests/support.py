@@ -74,6 +74,7 @@ def orders_only_pipeline(pipeline: Pipeline, prefix: str, **update: Any) -> Pipe
     """``pipeline`` cut to its `orders` table (no curated tables, exports or quality rules
     of the tables dropped), under a name of its own so its Glue databases are the test's;
     ``update`` sets further fields."""
+    jobs = {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")}
     return pipeline.model_copy(
         update={
             "name": f"{prefix}_{uuid.uuid4().hex[:10]}",
@@ -81,7 +82,10 @@ def orders_only_pipeline(pipeline: Pipeline, prefix: str, **update: Any) -> Pipe
             "curated": {},
             "exports": {},
             "quality": {},
-            "jobs": {n: j for n, j in pipeline.jobs.items() if j.table in (None, "orders")},
+            "jobs": jobs,
+            "workflows": {
+                n: w for n, w in pipeline.workflows.items() if set(w.graph()) <= set(jobs)
+            },
             **update,
         }
     )
@@ -362,4 +366,44 @@ def kafka_progress(lag_end: int, lag_latest: int, job: str = "ingest-orders") ->
             durationMs={"triggerExecution": 2000},
             sources=[source],
         )
+    )
+
+
+RETURNS_DDL = (
+    "return_id STRING, order_id STRING, sku STRING, qty INT, reason STRING, "
+    "amount DECIMAL(12,2), currency STRING, returned_at TIMESTAMP"
+)
+
+
+def files_pipeline(place: str, fmt: str = "csv", **update: Any) -> Pipeline:
+    """A pipeline whose table ``events`` is fed by a files source (returns) under ``place``:
+    ``landing``, ``archive`` and ``errors``; ``update`` sets further fields."""
+    source = {
+        "kind": "files",
+        "path": f"{place}/landing",
+        "archive": f"{place}/archive",
+        "errors": f"{place}/errors",
+        "format": fmt,
+    }
+    return Pipeline.model_validate(
+        {
+            "name": "test",
+            "sources": {"returns": source},
+            "tables": {
+                "events": {
+                    "source": "returns",
+                    "format": "csv" if fmt == "csv" else "json",
+                    "schema_ddl": RETURNS_DDL,
+                    "event_id": "return_id",
+                    "event_time": "returned_at",
+                    "event_time_skew": None,
+                    "rules": [{"name": "qty_positive", "kind": "range", "column": "qty", "min": 1}],
+                }
+            },
+            "jobs": {
+                "ingest-events": {"kind": "ingest", "table": "events", "trigger": "1 second"},
+                "process-events": {"kind": "process", "table": "events"},
+            },
+        }
+        | update
     )

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructField
 
-    from streaming.transforms.avro import AvroDecoder
+    from streaming.transforms.decoders import PayloadDecoder
 
 
 # The built-in rule every table with an event time has: a producer clock far ahead, or an
@@ -27,7 +27,7 @@ def check(
     raw: DataFrame,
     spec: TableSpec,
     fields: list[StructField],
-    decoder: AvroDecoder | None = None,
+    decoder: PayloadDecoder | None = None,
     reader: bool = True,
 ) -> DataFrame:
     """Raw rows with typed ``fields`` and the error columns; an Avro table's payloads are
@@ -40,7 +40,7 @@ class CheckPlan:
     """``check``, and with ``slim`` the cache's trimming (``slim_projection``), built once
     for a job to apply to each batch while its table's fields stay the same."""
 
-    decoder: AvroDecoder | None
+    decoder: PayloadDecoder | None
     projections: tuple[Projection, ...]
 
     @classmethod
@@ -48,7 +48,7 @@ class CheckPlan:
         cls,
         spec: TableSpec,
         fields: list[StructField],
-        decoder: AvroDecoder | None = None,
+        decoder: PayloadDecoder | None = None,
         reader: bool = True,
         slim: bool = False,
     ) -> CheckPlan:

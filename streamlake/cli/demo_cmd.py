@@ -49,8 +49,12 @@ DEMO_JOBS = {
     "orders": "ingest-orders",
     "clickstream": "ingest-clickstream",
     "customers": "ingest-customers",
+    "returns": "ingest-returns",
 }
 PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
+# Sources the demo produces a quarter of the count to: fewer customers than orders, and
+# fewer returns.
+QUARTER_SOURCES = ("customers", "returns")
 # How long the demo waits, after the jobs, for the KCL consumer's purchase alerts.
 ALERTS_TIMEOUT_S = 180.0
 # The workflow the demo runs after processing.
@@ -127,7 +131,8 @@ class DemoLine:
 def demo(
     ctx: typer.Context,
     count: Annotated[
-        int, typer.Option(help="Events per source (customers get a quarter of it).", min=4)
+        int,
+        typer.Option(help="Events per source (customers and returns get a quarter).", min=4),
     ] = 2000,
     seed: Annotated[int | None, typer.Option(help="Random seed; default: a new one.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
@@ -342,7 +347,7 @@ def show_workflow_runs(console: Console, settings: Settings) -> None:
 
 def demo_mix(source: str, count: int, seed: int) -> EventMix:
     """What the demo produces to ``source``."""
-    n = count // 4 if source == "customers" else count
+    n = count // 4 if source in QUARTER_SOURCES else count
     return EventMix(n, bad_ratio=0.03, duplicate_ratio=0.02, seed=seed)
 
 

@@ -29,7 +29,7 @@ from streamlake.schedule import parse_schedule
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from batch.workflow import RunOutcome, StepOutcome
+    from batch.workflow import RunOutcome, StepOutcome, WorkflowRunner
     from streamlake.cli.workflow_jobs import WorkflowJobs
     from streamlake.lake.workflow_runs import Trigger, WorkflowRunView
 
@@ -242,7 +242,11 @@ def run_workflow(
     pipeline, settings = config.pipeline, config.settings
     workflow = workflow_named(context, name)
     leases = TableLeases(location_files(settings.lake.meta_path(LEASES), settings))
-    with run_alone(leases, name):
+    # This run's own stop: set by the command's (a signal), or when the lease is lost.
+    run_stop, ended = threading.Event(), threading.Event()
+    relay = threading.Thread(target=relay_stop, args=(stop, run_stop, ended), daemon=True)
+    relay.start()
+    with run_alone(leases, name, on_lost=run_stop.set):
         jobs = WorkflowJobs(name, pipeline, settings, notifier, metrics, spark_factory=spark)
         display = RunDisplay(name, workflow, jobs.progress)
         runner = WorkflowRunner(
@@ -253,7 +257,7 @@ def run_workflow(
             notifier=notifier,
             trigger=trigger,
             progress=display.update if live else partial(log_step, name),
-            stop=stop,
+            stop=run_stop,
         )
         try:
             if live:
@@ -263,8 +267,22 @@ def run_workflow(
             else:
                 outcome = runner.run()
         finally:
-            jobs.close()
+            ended.set()
+            if not runner_stuck(runner):  # a stuck job's Spark is not pulled from under it
+                jobs.close()
     return outcome, jobs
+
+
+def runner_stuck(runner: WorkflowRunner) -> bool:
+    return runner.outcome is not None and runner.outcome.stuck
+
+
+def relay_stop(stop: threading.Event, run_stop: threading.Event, ended: threading.Event) -> None:
+    """Set ``run_stop`` when ``stop`` is set, until ``ended``."""
+    while not ended.wait(0.5):
+        if stop.is_set():
+            run_stop.set()
+            return
 
 
 def log_step(workflow: str, job: str, step: StepOutcome, note: str) -> None:
@@ -331,8 +349,9 @@ def serve_command(ctx: typer.Context) -> None:
     """Keep running and start workflows when their triggers fire (schedules, new files),
     until SIGINT or SIGTERM; a run under way is stopped at its running job's next safe
     point."""
-    from batch.workflow_triggers import TriggerLoop
-    from streamlake.errors import StreamlakeError
+    from batch.workflow_triggers import Arrivals, TriggerLoop
+    from connectors.aws import aws_endpoint
+    from streamlake.errors import LeaseHeldError, StreamlakeError
 
     context = cli_context(ctx)
     workflows = context.config().pipeline.workflows
@@ -349,21 +368,29 @@ def serve_command(ctx: typer.Context) -> None:
     sessions = SharedSession(context)
     with stop_on_signals() as stop:
 
-        def start_run(name: str, trigger: Trigger) -> None:
+        def start_run(name: str, trigger: Trigger) -> bool:
             context.console.print(f"{datetime.now(UTC):%H:%M:%S} {name}: started ({trigger})")
             try:
                 outcome = execute_run(context, name, trigger, stop, False, sessions.get)
-            except StreamlakeError as exc:  # another process runs it: this firing is skipped
+            except LeaseHeldError as exc:  # another process runs it
                 context.err_console.print(f"{name}: not started: {exc}", soft_wrap=True)
-                return
+                return False
             print_outcome(context.console, outcome)
+            if outcome.stuck:
+                raise StreamlakeError(
+                    f"{outcome.stopped}: serve stops, so that nothing runs beside it",
+                    "find in the job's log why it did not stop, then start serve again",
+                )
+            return True
 
+        config = context.config()
+        arrivals = Arrivals.of(config.pipeline, aws_endpoint(config.settings))
         context.console.print(
             f"serving {', '.join(f'{n} ({triggers_of(w)})' for n, w in triggered.items())}; "
             "stop with Ctrl-C or SIGTERM"
         )
         try:
-            TriggerLoop(triggered, start_run, stop).run()
+            TriggerLoop(triggered, start_run, stop, arrivals).run()
         finally:
             sessions.stop()
     context.console.print("stopped")

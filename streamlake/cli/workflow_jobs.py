@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from streamlake.config.pipeline import Pipeline
 
 
+# How often a cancelled batch job's Spark jobs are cancelled again until it ends.
+CANCEL_EVERY_S = 1.0
+
+
 @dataclass
 class JobFailedError(StreamlakeError):
     """A batch job ended with a failure it reported (a blocking quality rule, a table it
@@ -93,8 +97,9 @@ class WorkflowJobs:
             spark.sparkContext.setJobGroup(spark_group, f"workflow {self.workflow}: {job}", True)
             return spark
 
+        done = threading.Event()
         watcher = threading.Thread(
-            target=self._cancel_group_when, args=(cancel, spark_group), daemon=True
+            target=self._cancel_group_while, args=(cancel, done, spark_group), daemon=True
         )
         watcher.start()
         run = BatchRun(
@@ -106,15 +111,22 @@ class WorkflowJobs:
             notifier=self.notifier,
             metrics=metrics,
         )
-        report = run_batch_job(run)
+        try:
+            report = run_batch_job(run)
+        finally:
+            done.set()
         self.reports[job] = report
         if report.failed:
             raise JobFailedError(report.failed, job=job)
 
-    def _cancel_group_when(self, cancel: threading.Event, group: str) -> None:
-        cancel.wait()
-        if self._spark is not None:
-            self._spark.sparkContext.cancelJobGroup(group)
+    def _cancel_group_while(
+        self, cancel: threading.Event, done: threading.Event, group: str
+    ) -> None:
+        """Once ``cancel`` is set, cancel the job group's Spark jobs until the job ends:
+        Spark cancels only the jobs running, and the job may start more."""
+        while not done.wait(CANCEL_EVERY_S):
+            if cancel.is_set() and self._spark is not None:
+                self._spark.sparkContext.cancelJobGroup(group)
 
     def _stream(self, job: str, cancel: threading.Event, metrics: MetricsPublisher) -> None:
         from connectors.aws import aws_endpoint

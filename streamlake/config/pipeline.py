@@ -61,10 +61,53 @@ class DynamoDbSource(StrictModel):
     max_records_per_trigger: int | None = Field(default=None, ge=1)
 
 
+# A landing location: a local folder, or a bucket and prefix on S3.
+LANDING = re.compile(r"^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|[^:]+)$")
+
+
 class FilesSource(StrictModel):
+    """Files pushed to a landing location (``path``: a local folder or ``s3://bucket/
+    prefix``), each read once: JSON lines, CSV (with a header naming the table's columns
+    in order, unless ``header`` is false), Parquet or Avro, optionally gzipped (``.gz``);
+    ``format`` ``auto`` tells by each file's extension. A file read is moved under
+    ``archive``; one that cannot be read, under ``errors``, with ``<name>.reason.json``
+    beside it. ``max_files_per_trigger`` bounds a batch."""
+
     kind: Literal["files"]
-    path: str
-    format: Literal["json", "csv", "parquet"] = "json"
+    path: str = Field(min_length=1)
+    format: Literal["auto", "json", "csv", "parquet", "avro"] = "auto"
+    archive: str = Field(min_length=1)
+    errors: str = Field(min_length=1)
+    header: bool = True
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    max_files_per_trigger: int = Field(default=100, ge=1)
+
+    @field_validator("path", "archive", "errors")
+    @classmethod
+    def _is_a_location(cls, value: str) -> str:
+        if not LANDING.match(value):
+            raise ValueError(f"{value!r}: a local folder or s3://bucket/prefix (s3a:// too)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _places_apart(self) -> FilesSource:
+        def normal(place: str) -> str:
+            return place.replace("s3a://", "s3://", 1) + "/"
+
+        landing = normal(self.path)
+        for key in ("archive", "errors"):
+            place = normal(getattr(self, key))
+            if place.startswith("s3://") != landing.startswith("s3://"):
+                raise ValueError(
+                    f"{key} {getattr(self, key)!r} and path {self.path!r}: files move between "
+                    "places on the same storage, all on S3 or all on a local disk"
+                )
+            if place.startswith(landing) or landing.startswith(place):
+                raise ValueError(
+                    f"{key} {getattr(self, key)!r} and path {self.path!r} overlap: files moved "
+                    "there would be read again, or the landing files with them"
+                )
+        return self
 
 
 Source = Annotated[
@@ -214,7 +257,9 @@ class AvroFormat(StrictModel):
 
 class Table(StrictModel):
     source: str
-    format: Literal["json", "avro"] = "json"
+    # How payloads are parsed: JSON text, Avro framed by a schema registry, or CSV records
+    # (from a files source reading CSV: the columns by position, as declared).
+    format: Literal["json", "avro", "csv"] = "json"
     avro: AvroFormat | None = None
     # Spark DDL of the processed columns, e.g. "order_id STRING, amount DECIMAL(12,2)".
     schema_ddl: str
@@ -733,6 +778,13 @@ class Pipeline(StrictModel):
         for name, table in self.tables.items():
             if table.source not in self.sources:
                 raise ValueError(f"tables.{name}.source: no source named {table.source!r}")
+            source = self.sources[table.source]
+            csv_files = source.kind == "files" and source.format == "csv"
+            if csv_files != (table.format == "csv"):
+                raise ValueError(
+                    f"tables.{name}.format: csv goes with a files source of format csv, and "
+                    "only with one"
+                )
         for name, job in self.jobs.items():
             if job.table is not None and job.table not in self.tables:
                 raise ValueError(f"jobs.{name}.table: no table named {job.table!r}")

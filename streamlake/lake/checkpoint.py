@@ -83,6 +83,24 @@ class CheckpointFiles(LocationFiles):
         it (a JSON document)."""
         return self.log_entry("offsets", batch_id)[1]
 
+    def file_source_entries(self, log_offset: int, source: int = 0) -> list[dict[str, Any]]:
+        """The files Spark's file source took at ``log_offset`` (its offset, ``logOffset``),
+        from its log under ``sources/<source>``: the entries of one batch in its own file,
+        or among those of a compaction (``<n>.compact``, written every tenth batch, holding
+        every batch up to it)."""
+        folder = f"sources/{source}"
+        names = self.names(folder)
+        candidates = [str(log_offset), f"{log_offset}.compact"]
+        compacted = sorted(int(n.removesuffix(".compact")) for n in names if n.endswith(".compact"))
+        candidates += [f"{n}.compact" for n in compacted if n > log_offset]
+        for name in candidates:
+            if name not in names:
+                continue
+            text = self.read(f"{folder}/{name}") or ""
+            entries = [json.loads(line) for line in text.splitlines()[1:] if line.strip()]
+            return [e for e in entries if e.get("batchId") == log_offset]
+        raise CheckpointFileError(f"{folder}/{log_offset}", "missing, and in no compaction")
+
     def marker(self) -> dict[str, Any] | None:
         """The owner marker (which job owns the checkpoint, how it was started), or None."""
         text = self.read(OWNER_FILE)

@@ -11,9 +11,10 @@ from typing import Any, Literal
 from connectors import firehose, glue_catalog, s3, sns
 from connectors.aws import AwsEndpoint
 from connectors.base import Resource
+from connectors.files.arrivals import arrival_queue_name, arrival_resources
 from connectors.registry import source_kind
 from connectors.schema_registry import GlueSchemaRegistry
-from streamlake.config.pipeline import Pipeline
+from streamlake.config.pipeline import FilesSource, Pipeline
 from streamlake.config.settings import KafkaSettings
 from streamlake.lake.tables import LAYERS
 
@@ -83,6 +84,10 @@ def declared_resources(
             )
             for name, args in declared[kind].items()
         ]
+    for name in sorted({w.on_arrival for w in pipeline.workflows.values() if w.on_arrival}):
+        source = pipeline.sources[name]
+        assert isinstance(source, FilesSource)  # the pipeline checks on_arrival names one
+        resources += arrival_resources(source, arrival_queue_name(pipeline.name, name), aws)
     avro = [t.avro for t in pipeline.tables.values() if t.avro]
     for name in sorted({a.registry_name for a in avro if a.registry_name}):
         registry = GlueSchemaRegistry(aws, name)
@@ -91,7 +96,8 @@ def declared_resources(
                 "glue schema registry", name, registry.registry_exists, registry.ensure_registry
             )
         )
-    return resources
+    # A bucket may be declared twice (in buckets, and as a files source's place).
+    return list({(r.kind, r.name): r for r in resources}.values())
 
 
 def ensure_all(resources: list[Resource]) -> list[ResourceStatus]:

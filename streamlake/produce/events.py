@@ -172,7 +172,65 @@ def customer_changes(mix: EventMix) -> Iterator[SyntheticEvent]:
         yield SyntheticEvent(customer_id, json.dumps(item).encode(), kind, "put", item)
 
 
+RETURN_REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind")
+
+
+def returned_item(rng: random.Random, now: datetime) -> dict[str, Any]:
+    return {
+        "return_id": uuid4(rng),
+        "order_id": uuid4(rng),
+        "sku": f"SKU-{rng.randrange(1000, 9999)}",
+        "qty": rng.randint(1, 3),
+        "reason": rng.choice(RETURN_REASONS),
+        "amount": f"{rng.uniform(5, 400):.2f}",
+        "currency": rng.choice(CURRENCIES),
+        "returned_at": iso(now - timedelta(minutes=rng.randrange(0, 30))),
+    }
+
+
+def csv_line(values: list[str]) -> bytes:
+    return ",".join(values).encode()
+
+
+def spoil_csv(record: dict[str, Any], rng: random.Random) -> bytes:
+    """A CSV record the processed layer must quarantine."""
+    values = [str(v) for v in record.values()]
+    choice = rng.randrange(4)
+    if choice == 0:
+        return csv_line(values[:-2])  # too few fields
+    if choice == 1:
+        values[3] = "two"  # qty not a number
+    elif choice == 2:
+        values[0] = ""  # no return id
+    else:
+        values[5] = f"-{values[5]}"  # a negative amount
+    return csv_line(values)
+
+
+def csv_returns(mix: EventMix) -> Iterator[SyntheticEvent]:
+    """Returned items as CSV records (``item`` holds the row, whose keys are the header)."""
+    rng = mix.rng
+    sent: list[SyntheticEvent] = []
+    for _ in range(mix.count):
+        record = returned_item(rng, datetime.now(UTC))
+        draw = rng.random()
+        if sent and draw < mix.duplicate_ratio:
+            original = rng.choice(sent)
+            yield SyntheticEvent(original.key, original.payload, "duplicate", item=original.item)
+            continue
+        if draw < mix.duplicate_ratio + mix.bad_ratio:
+            yield SyntheticEvent(record["return_id"], spoil_csv(record, rng), "bad", item=record)
+            continue
+        event = SyntheticEvent(
+            record["return_id"], csv_line([str(v) for v in record.values()]), item=record
+        )
+        if len(sent) < 10_000:
+            sent.append(event)
+        yield event
+
+
 GENERATORS: dict[str, Callable[[EventMix], Iterator[SyntheticEvent]]] = {
+    "returns": csv_returns,
     "orders": lambda mix: json_events(mix, order, "order_id", "customer_id"),
     "clickstream": lambda mix: json_events(mix, click, "event_id", "session_id"),
     "customers": customer_changes,

@@ -118,11 +118,20 @@ def chaos_pipeline(pipeline: Pipeline, seed: int) -> Pipeline:
     """The demo pipeline's sources under names of their own, so that a run shares no topic,
     stream or table with anything else on the stack."""
     data = pipeline.model_dump(mode="json", exclude_none=True)
+    # The streams it loads (landing files are not part of the run: a restarted local AWS
+    # server keeps no S3 objects).
+    loaded = ("orders", "clickstream", "customers")
+    data["sources"] = {n: s for n, s in data["sources"].items() if n in loaded}
+    data["tables"] = {n: t for n, t in data["tables"].items() if t["source"] in loaded}
     sources = data["sources"]
     sources["orders"]["topic"] = f"chaos-orders-{seed}"
     sources["clickstream"]["stream"] = f"chaos-clickstream-{seed}"
     sources["customers"]["table"] = f"chaos-customers-{seed}"
-    data["jobs"] = {n: j for n, j in data["jobs"].items() if j["kind"] in ("ingest", "process")}
+    data["jobs"] = {
+        n: j
+        for n, j in data["jobs"].items()
+        if j["kind"] in ("ingest", "process") and j.get("table") in data["tables"]
+    }
     data["workflows"] = {}
     return Pipeline.model_validate(data)
 

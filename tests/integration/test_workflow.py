@@ -7,6 +7,7 @@ same workflow started together: one runs, the other is refused."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -33,8 +34,11 @@ from tests.conftest import CONFIGS
 from tests.support import (
     append_processed,
     cli_env,
+    coordinates,
+    files_pipeline,
     orders_only_pipeline,
     poll,
+    raw_rows,
     with_lake,
     write_config_dir,
 )
@@ -196,3 +200,76 @@ def test_two_runs_started_together_one_runs_one_is_refused(
     )
     [run] = json.loads(history.stdout)
     assert run["state"] == "succeeded" and [j["job"] for j in run["jobs"]] == ["compact"]
+
+
+def test_files_dropped_through_boto3_start_the_on_arrival_workflow(
+    settings: Settings, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    from connectors.files.arrivals import arrival_queue_name
+    from connectors.s3 import ensure_bucket
+    from streamlake.local.resources import declared_resources, ensure_all
+
+    aws = aws_endpoint(settings)
+    s3 = aws.client("s3")
+    bucket = f"landing-{uuid.uuid4().hex[:10]}"
+    ensure_bucket(s3, bucket, aws.region)
+    pipeline = files_pipeline(
+        f"s3://{bucket}",
+        name=f"arrive-{uuid.uuid4().hex[:8]}",
+        workflows={"returns-arrived": {"steps": ["ingest-events"], "on_arrival": "returns"}},
+    )
+    # What `local up` does: the queue, and the bucket's notification of new landing files.
+    created = {
+        (r.kind, r.state) for r in ensure_all(declared_resources(pipeline, settings.kafka, aws))
+    }
+    assert ("sqs queue", "created") in created and ("s3 notification", "created") in created
+    queue = arrival_queue_name(pipeline.name, "returns")
+    config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")
+    env = cli_env(stack_env, tmp_path) | {"COLUMNS": "200"}
+    command = [sys.executable, "-m", "streamlake", "--config", str(config_dir), "workflow"]
+    serve = subprocess.Popen(
+        [*command, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    try:
+        assert serve.stdout is not None
+        poll(lambda: lines.append(serve.stdout.readline()) or "serving" in lines[-1], 60, "serve")
+        assert "returns-arrived (new files of returns)" in lines[-1]
+        header = "return_id,order_id,sku,qty,reason,amount,currency,returned_at\n"
+        for n in range(2):
+            body = header + "".join(
+                f"r-{n}-{i},o-{i},SKU-1,1,damaged,9.99,EUR,2026-11-28T10:00:00Z\n" for i in range(5)
+            )
+            s3.put_object(Bucket=bucket, Key=f"landing/drop-{n}.csv", Body=body.encode())
+
+        def arrival_runs() -> list[dict[str, Any]] | None:
+            """The arrival runs, once every file's rows landed and none runs."""
+            history = subprocess.run(
+                [*command, "history", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            runs = [r for r in json.loads(history.stdout or "[]") if r["trigger"] == "arrival"]
+            landed = len(raw_rows(with_lake(settings, tmp_path))) == 10
+            return runs if landed and runs and all(r["state"] != "running" for r in runs) else None
+
+        runs = poll(arrival_runs, 300, "the arrival runs", every_s=2)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = serve.communicate(timeout=120)
+        finally:
+            serve.kill()
+    assert all(r["state"] == "succeeded" for r in runs), runs
+    assert serve.returncode == 0, "".join(lines) + rest
+    assert "returns-arrived: started (arrival)" in "".join(lines) + rest
+    rows = raw_rows(with_lake(settings, tmp_path))
+    assert len(rows) == 10 and len(set(coordinates(rows))) == 10  # each file's rows, once
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="archive/").get("Contents", [])
+    assert sorted(o["Key"] for o in listed) == ["archive/drop-0.csv", "archive/drop-1.csv"]
+    # The archive copies did not start the workflow again: the notification is the landing's.
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []) == []

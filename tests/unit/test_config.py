@@ -52,7 +52,7 @@ def test_every_environment_loads() -> None:
             env, CONFIGS, environ={"STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS": "b-1.msk:9098"}
         )
         assert config.settings.env == env
-        assert set(config.pipeline.tables) == {"orders", "clickstream", "customers"}
+        assert set(config.pipeline.tables) == {"orders", "clickstream", "customers", "returns"}
 
 
 def test_local_environment_derives_loopback_endpoints() -> None:
@@ -591,10 +591,21 @@ def test_workflow_list_gives_each_workflow_s_next_scheduled_time() -> None:
     result = run_cli("--config", str(CONFIGS), "workflow", "list", "--json")
     after = datetime.now(UTC)
     assert result.returncode == 0, result.stderr
-    (nightly,) = json.loads(result.stdout)
+    nightly, arrived = json.loads(result.stdout)
     assert nightly["steps"] == ["compact", "curate", "quality", "catalog", "export"]
+    assert nightly["jobs"]["curate"] == {
+        "on_success": ["compact"],
+        "on_failure": [],
+        "on_completion": [],
+    }
     assert nightly["schedule"] == "cron(0 2 * * ? *)"
     assert datetime.fromisoformat(nightly["next"]) in {next_two_am(before), next_two_am(after)}
+    # Started by new files: no next time.
+    assert (arrived["workflow"], arrived["on_arrival"], arrived["next"]) == (
+        "returns-arrived",
+        "returns",
+        None,
+    )
 
 
 def test_a_workflow_schedule_aws_would_refuse_is_a_config_error(config_dir: Path) -> None:

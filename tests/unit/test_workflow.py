@@ -5,6 +5,8 @@ and schedules fired with the clock injected (no real waiting)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from batch.workflow import WorkflowRunner, run_alone
@@ -286,9 +289,10 @@ def fired_until(
     Each run takes ``busy_s`` of the fake clock."""
     clock, stop, fired = FakeClock(START), threading.Event(), []
 
-    def start_run(name: str, trigger: str) -> None:
+    def start_run(name: str, trigger: str) -> bool:
         fired.append((name, trigger, f"{clock.now():%Y-%m-%d %H:%M}"))
         clock.sleep(busy_s)
+        return True
 
     def sleep(seconds: float) -> None:
         clock.sleep(seconds)
@@ -373,6 +377,11 @@ def test_serve_watches_the_schedules_until_sigterm(tmp_path: Path) -> None:
 
     configs = tmp_path / "configs"
     shutil.copytree(checkout_root() / "configs", configs)
+    pipeline = configs / "pipeline.yaml"
+    # Only the schedule: arrivals need the local AWS server (the integration test has it).
+    spec = yaml.safe_load(pipeline.read_text())
+    spec["workflows"] = {"nightly": spec["workflows"]["nightly"]}
+    pipeline.write_text(yaml.safe_dump(spec))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLAKE")}
     env["STREAMLAKE__LAKE__ROOT"] = str(tmp_path / "lake")
     serve = subprocess.Popen(
@@ -396,8 +405,8 @@ def test_serve_watches_the_schedules_until_sigterm(tmp_path: Path) -> None:
     assert "nightly at 20" in err  # the next time it watches for, in the log
 
     # A pipeline whose workflows have no trigger has nothing to serve.
-    pipeline = configs / "pipeline.yaml"
-    pipeline.write_text(pipeline.read_text().replace('    schedule: "cron(0 2 * * ? *)"\n', ""))
+    del spec["workflows"]["nightly"]["schedule"]
+    pipeline.write_text(yaml.safe_dump(spec))
     idle = subprocess.run(
         [sys.executable, "-m", "streamlake", "--config", str(configs), "workflow", "serve"],
         capture_output=True,
@@ -407,3 +416,94 @@ def test_serve_watches_the_schedules_until_sigterm(tmp_path: Path) -> None:
     )
     assert idle.returncode == 2
     assert "no workflow has a trigger to serve" in idle.stderr
+
+
+class FakeArrivals:
+    """New files as a queue would report them, on the fake clock: ``batches`` is what each
+    wait returns in turn; ``waiting`` what waits when the loop starts."""
+
+    def __init__(self, clock: FakeClock, batches: list[list[str]], waiting: list[str]) -> None:
+        self.clock, self.batches, self.waiting = clock, batches, waiting
+        self.failures = 1  # the first wait fails, as a queue that does not answer
+
+    def __call__(self, seconds: float) -> list[str]:
+        self.clock.sleep(seconds)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the queue did not answer")
+        return self.batches.pop(0) if self.batches else []
+
+    def waiting_now(self) -> list[str]:
+        return self.waiting
+
+
+def test_arrivals_start_their_workflow_and_a_refused_run_is_tried_again() -> None:
+    clock, stop = FakeClock(START), threading.Event()
+    arrivals = FakeArrivals(clock, [["returns"], [], ["returns", "returns"]], ["returns"])
+    attempts: list[tuple[str, str]] = []
+    refuse = {1}  # the second start finds another process running the workflow
+
+    def start_run(name: str, trigger: str) -> bool:
+        attempts.append((name, trigger))
+        if len(attempts) == 4:
+            stop.set()
+        return len(attempts) - 1 not in refuse
+
+    workflows = {"returns": Workflow(steps=["ingest"], on_arrival="returns")}
+    TriggerLoop(workflows, start_run, stop, arrivals, now=clock.now, sleep=clock.sleep).run()
+    # Files waiting at the start: a run at once. New files (after a wait that failed and was
+    # tried again): a run, refused, then tried again. Two notifications at once: one run.
+    assert attempts == [("returns", "arrival")] * 4
+    assert arrivals.batches == []
+
+
+def test_s3_event_notifications_name_the_objects_created() -> None:
+    from connectors.files.arrivals import ObjectArrived, objects_in
+
+    created = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": "shop-landing"},
+                    "object": {"key": "returns/a+b%C3%A9.csv"},
+                },
+            },
+            {
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": "shop-landing"}, "object": {"key": "returns/old.csv"}},
+            },
+        ]
+    }
+    assert objects_in(json.dumps(created)) == [ObjectArrived("shop-landing", "returns/a bé.csv")]
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "shop-landing"}
+    assert objects_in(json.dumps(test_event)) == []
+    assert objects_in("not json") == []
+
+
+def test_a_stale_run_lease_of_another_host_is_taken_over_once_expired(tmp_path: Path) -> None:
+    files = LocationFiles(str(tmp_path / "leases"))
+    stale = {
+        "table": "workflow-nightly",
+        "holder": "workflow nightly",
+        "host": "another-host",
+        "pid": 4242,
+        "renewed_at": 1_000.0,
+        "ttl_s": 120.0,
+    }
+    files.write("workflow-nightly.json", json.dumps(stale))
+    with pytest.raises(LeaseHeldError, match="pid 4242 on another-host"):
+        TableLeases(files, clock=lambda: 1_100.0).take_alone("workflow-nightly", "workflow nightly")
+    TableLeases(files, clock=lambda: 1_121.0).take_alone("workflow-nightly", "workflow nightly")
+    held = json.loads(files.read("workflow-nightly.json") or "{}")
+    assert held["pid"] == os.getpid()
+
+
+def test_a_lost_lease_stops_the_run_at_its_next_renewal(tmp_path: Path) -> None:
+    files = LocationFiles(str(tmp_path / "leases"))
+    lost = threading.Event()
+    with run_alone(TableLeases(files), "nightly", ttl_s=0.4, on_lost=lost.set):
+        # Another process took it over (both believed they had taken a stale lease).
+        taken = json.loads(files.read("workflow-nightly.json") or "{}")
+        files.write("workflow-nightly.json", json.dumps(taken | {"host": "another-host"}))
+        assert lost.wait(10), "the run was not told"
