@@ -273,3 +273,33 @@ def test_files_dropped_through_boto3_start_the_on_arrival_workflow(
     sqs = aws.client("sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []) == []
+
+
+def test_a_run_lease_on_s3_is_created_once(settings: Settings) -> None:
+    from connectors.s3 import ensure_bucket
+    from streamlake.errors import LeaseHeldError
+    from streamlake.lake.files import LocationFiles
+    from streamlake.lake.leases import TableLeases
+
+    aws = aws_endpoint(settings)
+    s3 = aws.client("s3")
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    ensure_bucket(s3, bucket, aws.region)
+    files = LocationFiles(f"s3a://{bucket}/_meta/leases", s3)
+    # The conditional PUT (If-None-Match) the run lease is created with.
+    assert files.create("probe.json", "{}") is True
+    assert files.create("probe.json", "{}") is False
+    # A lease another host holds (fresh) refuses the run; expired, it is taken over.
+    other = {
+        "table": "workflow-nightly",
+        "holder": "workflow nightly",
+        "host": "another-host",
+        "pid": 7,
+        "renewed_at": 1_000.0,
+        "ttl_s": 120.0,
+    }
+    files.write("workflow-nightly.json", json.dumps(other))
+    with pytest.raises(LeaseHeldError):
+        TableLeases(files, clock=lambda: 1_050.0).take_alone("workflow-nightly", "workflow nightly")
+    TableLeases(files, clock=lambda: 1_200.0).take_alone("workflow-nightly", "workflow nightly")
+    assert json.loads(files.read("workflow-nightly.json") or "{}")["host"] != "another-host"
