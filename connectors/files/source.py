@@ -65,7 +65,7 @@ def read_files_stream(
         split("path", "content", "length").alias("file"), F.col("modificationTime")
     ).where(F.col("file.name").isNotNull())
     records = parts.select(
-        F.col("file.name").alias("name"),
+        F.concat(F.lit(landing.key_prefix()), F.col("file.name")).alias("partition"),
         F.posexplode("file.records").alias("index", "payload"),
         F.col("modificationTime").alias("event_ts"),
     )
@@ -73,18 +73,9 @@ def read_files_stream(
         "payload",
         F.lit("files").alias("source"),
         F.lit(source.path).alias("stream"),
-        F.lit(landing.key_prefix()).alias("prefix"),
-        "name",
+        "partition",
         (F.col("index") + 1).cast("string").alias("position"),
         F.lit(None).cast("string").alias("key"),
-        "event_ts",
-    ).select(
-        "payload",
-        "source",
-        "stream",
-        F.concat("prefix", "name").alias("partition"),
-        "position",
-        "key",
         "event_ts",
     )
 
