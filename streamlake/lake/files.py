@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +79,16 @@ class LocationFiles:
         if not self.on_s3:
             path = self._local(name)
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside, then linked in place: a reader never sees the file empty, and
+            # the link fails if the name exists (an exclusive open would show it empty).
+            aside = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            aside.write_text(text, encoding="utf-8")
             try:
-                with path.open("x", encoding="utf-8") as out:
-                    out.write(text)
+                os.link(aside, path)
             except FileExistsError:
                 return False
+            finally:
+                aside.unlink(missing_ok=True)
             return True
         bucket, key = self._bucket_key(name)
         client = self._client()

@@ -507,3 +507,26 @@ def test_a_lost_lease_stops_the_run_at_its_next_renewal(tmp_path: Path) -> None:
         taken = json.loads(files.read("workflow-nightly.json") or "{}")
         files.write("workflow-nightly.json", json.dumps(taken | {"host": "another-host"}))
         assert lost.wait(10), "the run was not told"
+
+
+def test_a_lease_created_by_many_at_once_has_one_creator_and_is_never_seen_empty(
+    tmp_path: Path,
+) -> None:
+    files = LocationFiles(str(tmp_path / "leases"))
+    seen: list[str | None] = []
+    created: list[bool] = []
+    start = threading.Barrier(8)
+
+    def contend(n: int) -> None:
+        start.wait()
+        created.append(files.create("workflow-nightly.json", json.dumps({"n": n})))
+        seen.append(files.read("workflow-nightly.json"))
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert created.count(True) == 1
+    assert all(text and json.loads(text)["n"] >= 0 for text in seen)  # whole, every time
+    assert sorted(p.name for p in (tmp_path / "leases").iterdir()) == ["workflow-nightly.json"]
