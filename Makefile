@@ -14,7 +14,7 @@ KCLPY_VERSION := 3.1.3
 WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
 PYTEST_ARGS ?=
 
-.PHONY: setup browser demo test test-unit soak lint format bench audit clean distclean
+.PHONY: setup browser postgres demo test test-unit soak lint format bench audit clean distclean
 
 setup: $(VENV)/.installed $(JARS)/.resolved
 
@@ -52,10 +52,10 @@ $(JARS)/.resolved: pom.xml jvm/pom.xml $(wildcard jvm/src/main/java/dev/streamla
 	@mvn --quiet --batch-mode -f jvm/pom.xml package
 	@touch $@
 
-demo: setup
+demo: setup postgres
 	$(BIN)/streamlake demo
 
-test: setup browser
+test: setup browser postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The report's browser test drives Debian's chromium (Playwright downloads no browser).
@@ -66,12 +66,21 @@ browser:
 	  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || { \
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
+# The PostgreSQL server binaries (initdb, postgres) that `local up` and the tests start for
+# the pipeline's jdbc sources: Debian's postgresql package, when they are not there.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the jdbc sources' local database"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || { \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }; }
+
 test-unit: setup
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 # The long crash scenarios (more kill rounds, every fault point, every source kind), then
 # the chaos soak, which writes its figures to docs/reliability.md.
-soak: setup
+soak: setup postgres
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 	$(BIN)/python -m tests.chaos
 
@@ -84,7 +93,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup
+bench: setup postgres
 	$(BIN)/python -m bench
 
 # Known vulnerabilities in the installed Python packages (the project itself skipped).

@@ -59,9 +59,10 @@ Runner = Callable[[BatchRun], BatchReport]
 def runners() -> dict[str, Runner]:
     """Job kind -> the function that runs it (imported here, so a kind's dependencies load
     only when it runs)."""
-    from batch import catalog, compact, crawl, curate, export, quality
+    from batch import catalog, compact, crawl, curate, export, pull, quality
 
     return {
+        "pull": pull.run,
         "compact": compact.run,
         "curate": curate.run,
         "quality": quality.run,

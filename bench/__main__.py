@@ -69,6 +69,7 @@ def main(
         "STREAMLAKE__LOCAL__KAFKA_CONTROLLER_PORT": str(free_port()),
         "STREAMLAKE__LOCAL__KAFKA_SASL_PORT": str(free_port()),
         "STREAMLAKE__LOCAL__AWS_PORT": str(free_port()),
+        "STREAMLAKE__LOCAL__POSTGRES_PORT": str(free_port()),
         "STREAMLAKE__LOCAL__KAFKA_HEAP": "1g",
         "STREAMLAKE__LAKE__ROOT": str(work / "lake"),
         "STREAMLAKE__LAKE__CHECKPOINT_ROOT": str(work / "checkpoints"),

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from connectors.aws import AwsEndpoint
     from streamlake.config.pipeline import Table
-    from streamlake.config.settings import KafkaSettings, Settings
+    from streamlake.config.settings import Settings
     from streamlake.lake.checkpoint import CheckpointFiles
 
 ErrorTranslator = Callable[[str], StreamlakeError | None]
@@ -114,13 +114,11 @@ class SourceKind(ABC, Generic[SourceT]):
         for sources that `local up` created anew."""
 
     @abstractmethod
-    def resources(self, source: SourceT, kafka: KafkaSettings, aws: AwsEndpoint) -> list[Resource]:
+    def resources(self, source: SourceT, settings: Settings, aws: AwsEndpoint) -> list[Resource]:
         """What the source needs to exist; called by `local up` and `local status`."""
 
     @abstractmethod
-    def producer(
-        self, source: SourceT, kafka: KafkaSettings, aws: AwsEndpoint
-    ) -> tuple[Send, Sink]:
+    def producer(self, source: SourceT, settings: Settings, aws: AwsEndpoint) -> tuple[Send, Sink]:
         """A send function and the sink it writes to; called once per `produce` run."""
 
     @abstractmethod

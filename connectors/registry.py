@@ -8,12 +8,15 @@ from typing import Any
 from connectors.base import SourceKind
 from connectors.dynamodb_streams.kind import DYNAMODB
 from connectors.files.kind import FILES
+from connectors.jdbc.kind import JDBC
 from connectors.kafka.kind import KAFKA
 from connectors.kinesis.kind import KINESIS
 from streamlake.config.pipeline import Pipeline, Source
 from streamlake.errors import ConfigError, UsageError
 
-SOURCE_KINDS: Mapping[str, SourceKind[Any]] = {k.kind: k for k in (KAFKA, KINESIS, DYNAMODB, FILES)}
+SOURCE_KINDS: Mapping[str, SourceKind[Any]] = {
+    k.kind: k for k in (KAFKA, KINESIS, DYNAMODB, FILES, JDBC)
+}
 
 
 def _implemented() -> str:

@@ -218,3 +218,18 @@ class RetentionError(StreamlakeError):
 
     def __str__(self) -> str:
         return f"{self.table}: {super().__str__()}"
+
+
+@dataclass
+class JdbcError(StreamlakeError):
+    """A database a jdbc source pulls from refused or could not be reached, or its
+    credentials could not be read. Names the connection, the database URL (never the
+    password) and the table. Unreachable is retryable; refused credentials are not."""
+
+    connection: str = ""
+    url: str = ""
+    table: str = ""
+
+    def __str__(self) -> str:
+        where = f" table {self.table}" if self.table else ""
+        return f"jdbc connection {self.connection} ({self.url}){where}: {super().__str__()}"

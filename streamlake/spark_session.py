@@ -30,6 +30,7 @@ REQUIRED_JARS = (
     "hadoop-aws-",
     "aws-msk-iam-auth-",
     "streamlake-delta-logstore-",
+    "postgresql-",
 )
 # Built from jvm/ by `make setup`: commits to s3a:// tables with S3 conditional writes.
 CONDITIONAL_PUT_LOG_STORE = "dev.streamlake.delta.S3ConditionalPutLogStore"

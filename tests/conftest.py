@@ -42,13 +42,14 @@ def free_ports(count: int) -> list[int]:
 
 def local_overrides(state_dir: Path) -> dict[str, str]:
     """STREAMLAKE__ variables that put a local stack on free ports under ``state_dir``."""
-    kafka, controller, aws, sasl = free_ports(4)
+    kafka, controller, aws, sasl, postgres = free_ports(5)
     return {
         "STREAMLAKE__LOCAL__STATE_DIR": str(state_dir),
         "STREAMLAKE__LOCAL__KAFKA_PORT": str(kafka),
         "STREAMLAKE__LOCAL__KAFKA_CONTROLLER_PORT": str(controller),
         "STREAMLAKE__LOCAL__KAFKA_SASL_PORT": str(sasl),
         "STREAMLAKE__LOCAL__AWS_PORT": str(aws),
+        "STREAMLAKE__LOCAL__POSTGRES_PORT": str(postgres),
         "STREAMLAKE__LAKE__ROOT": str(state_dir / "lake"),
         "STREAMLAKE__LAKE__CHECKPOINT_ROOT": str(state_dir / "checkpoints"),
         "STREAMLAKE__SPARK__UI_ENABLED": "false",
@@ -81,7 +82,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     if external:
         from streamlake.local.resources import declared_resources, ensure_all
 
-        ensure_all(declared_resources(config.pipeline, config.settings.kafka, stack.aws))
+        ensure_all(declared_resources(config.pipeline, config.settings, stack.aws))
         yield overrides
         return
     stack.up()
@@ -89,6 +90,15 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield overrides
     finally:
         stack.down()
+        discard_postgres(stack)
+
+
+def discard_postgres(stack: LocalStack) -> None:
+    """Remove the local PostgreSQL's files, which live outside the state folder when the
+    tests run as root (see ``streamlake.local.postgres``)."""
+    import shutil
+
+    shutil.rmtree(stack.postgres.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

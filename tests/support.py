@@ -407,3 +407,44 @@ def files_pipeline(place: str, fmt: str = "csv", **update: Any) -> Pipeline:
         }
         | update
     )
+
+
+PRODUCTS_DDL = (
+    "product_id STRING, name STRING, category STRING, price DECIMAL(10,2), stock INT, "
+    "updated_at TIMESTAMP"
+)
+
+
+def jdbc_pipeline(table: str, overlap: str | int | None = None) -> Pipeline:
+    """A pipeline whose table ``products`` is pulled from the database table ``table`` of
+    the local environment's connection ``shop_db`` by ``pull-products``."""
+    return Pipeline.model_validate(
+        {
+            "name": "test",
+            "sources": {
+                "products": {
+                    "kind": "jdbc",
+                    "connection": "shop_db",
+                    "table": table,
+                    "key": ["product_id"],
+                    "bookmark": "updated_at",
+                    "overlap": overlap,
+                }
+            },
+            "tables": {
+                "products": {
+                    "source": "products",
+                    "schema_ddl": PRODUCTS_DDL,
+                    "event_time": "updated_at",
+                    "event_time_skew": None,
+                    "rules": [
+                        {"name": "price_positive", "kind": "range", "column": "price", "min": 0.01}
+                    ],
+                }
+            },
+            "jobs": {
+                "pull-products": {"kind": "pull", "table": "products"},
+                "process-products": {"kind": "process", "table": "products"},
+            },
+        }
+    )

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
-    from streamlake.config.settings import KafkaSettings
+    from streamlake.config.settings import Settings
     from streamlake.lake.checkpoint import CheckpointFiles
 
 
@@ -40,7 +40,7 @@ class DynamoDbKind(SourceKind[DynamoDbSource]):
         return ("dynamodb table", source.table)
 
     def resources(
-        self, source: DynamoDbSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: DynamoDbSource, settings: Settings, aws: AwsEndpoint
     ) -> list[Resource]:
         dynamodb = aws.client("dynamodb")
         spec = admin.TableSpec(
@@ -60,7 +60,7 @@ class DynamoDbKind(SourceKind[DynamoDbSource]):
         ]
 
     def producer(
-        self, source: DynamoDbSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: DynamoDbSource, settings: Settings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
         table = DynamoDbTableWriter(aws.resource("dynamodb"), source.table)
 

@@ -20,7 +20,7 @@ from connectors.files.producer import FileDropSink
 from connectors.files.source import archive_batch, read_files_stream
 from connectors.s3 import bucket_exists, ensure_bucket
 from streamlake.config.pipeline import FilesSource
-from streamlake.config.settings import KafkaSettings
+from streamlake.config.settings import Settings
 from streamlake.lake.checkpoint import CheckpointFiles
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class FilesKind(SourceKind[FilesSource]):
         return ("landing place", source.path)
 
     def resources(
-        self, source: FilesSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: FilesSource, settings: Settings, aws: AwsEndpoint
     ) -> list[Resource]:
         """Each place's bucket (S3) or folder (local)."""
         found: dict[tuple[str, str], Resource] = {}
@@ -68,7 +68,7 @@ class FilesKind(SourceKind[FilesSource]):
         return list(found.values())
 
     def producer(
-        self, source: FilesSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: FilesSource, settings: Settings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
         sink = FileDropSink(Landing.of(source, aws), source.format, source.delimiter)
         return sink.send, sink

@@ -19,7 +19,7 @@ from connectors.kafka.client import client_config
 from connectors.kafka.producer import KafkaRecordProducer
 from connectors.kafka.source import KafkaStreamOptions, failure_from, read_kafka_stream
 from streamlake.config.pipeline import KafkaSource
-from streamlake.config.settings import KafkaSettings
+from streamlake.config.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -34,10 +34,10 @@ class KafkaKind(SourceKind[KafkaSource]):
         return ("kafka topic", source.topic)
 
     def resources(
-        self, source: KafkaSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: KafkaSource, settings: Settings, aws: AwsEndpoint
     ) -> list[Resource]:
         topic = admin.TopicSpec(source.topic, source.partitions, source.replication_factor)
-        client = client_config(kafka)
+        client = client_config(settings.kafka)
         return [
             Resource(
                 *self.resource_identity(source),
@@ -47,9 +47,9 @@ class KafkaKind(SourceKind[KafkaSource]):
         ]
 
     def producer(
-        self, source: KafkaSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: KafkaSource, settings: Settings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
-        producer = KafkaRecordProducer(client_config(kafka), source.topic)
+        producer = KafkaRecordProducer(client_config(settings.kafka), source.topic)
 
         def send(event: Event) -> None:
             producer.send(event.key.encode(), event.payload)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from connectors.aws import AwsEndpoint
-    from streamlake.config.settings import KafkaSettings
+    from streamlake.config.settings import Settings
     from streamlake.lake.checkpoint import CheckpointFiles
 
 
@@ -39,7 +39,7 @@ class KinesisKind(SourceKind[KinesisSource]):
         return ("kinesis stream", source.stream)
 
     def resources(
-        self, source: KinesisSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: KinesisSource, settings: Settings, aws: AwsEndpoint
     ) -> list[Resource]:
         kinesis = aws.client("kinesis")
         return [
@@ -51,7 +51,7 @@ class KinesisKind(SourceKind[KinesisSource]):
         ]
 
     def producer(
-        self, source: KinesisSource, kafka: KafkaSettings, aws: AwsEndpoint
+        self, source: KinesisSource, settings: Settings, aws: AwsEndpoint
     ) -> tuple[Send, Sink]:
         kinesis = KinesisRecordProducer(aws.client("kinesis"), source.stream)
 

@@ -51,10 +51,12 @@ DEMO_JOBS = {
     "customers": "ingest-customers",
     "returns": "ingest-returns",
 }
-PROCESS_JOBS = {table: f"process-{table}" for table in DEMO_JOBS}
+# Tables pulled from a database (before the streams are ingested).
+PULL_JOBS = {"products": "pull-products"}
+PROCESS_JOBS = {table: f"process-{table}" for table in (*DEMO_JOBS, *PULL_JOBS)}
 # Sources the demo produces a quarter of the count to: fewer customers than orders, and
-# fewer returns.
-QUARTER_SOURCES = ("customers", "returns")
+# fewer returns and product changes.
+QUARTER_SOURCES = ("customers", "returns", "products")
 # How long the demo waits, after the jobs, for the KCL consumer's purchase alerts.
 ALERTS_TIMEOUT_S = 180.0
 # The workflow the demo runs after processing.
@@ -162,7 +164,9 @@ def demo(
         with console.status("starting Spark"):
             spark = build_spark_session(settings, app_name="streamlake-demo")
         # The workflow's jobs beat on their own, each while it runs.
-        beating = heartbeat_of(pipeline, [*DEMO_JOBS.values(), *PROCESS_JOBS.values()])
+        beating = heartbeat_of(
+            pipeline, [*DEMO_JOBS.values(), *PULL_JOBS.values(), *PROCESS_JOBS.values()]
+        )
         with notifying(context) as notifier, publishing(context, beating) as metrics:
             outlets = Outlets(notifier, metrics)
             lines, workflow = run_pipeline(context, spark, aws, outlets, count, run_seed)
@@ -260,6 +264,7 @@ def run_pipeline(
 ) -> tuple[list[DemoLine], DemoWorkflow | None]:
     """Produce, ingest and process, then run the nightly workflow; Spark is stopped at the
     end."""
+    from batch.jobs import BatchRun, run_batch_job
     from streaming import ingest, process, runtime
     from streaming.listener import BatchLogListener
 
@@ -271,13 +276,20 @@ def run_pipeline(
             BatchLogListener.for_pipeline(pipeline, settings, notifier, metrics)
         )
         lines = []
-        for source in DEMO_JOBS:
+        for source in (*DEMO_JOBS, *PULL_JOBS):
             mix = demo_mix(source, count, run_seed)
             n = mix.count
             before = TableCounts.of(spark, settings, source)
             with console.status(f"producing {n} {source} events"):
-                report = produce(source, pipeline, settings.kafka, aws, mix)
-            lines.append(DemoLine(source, report.acked, before))
+                report = produce(source, pipeline, settings, aws, mix)
+            # A database row changed twice before the pull is one row version to pull.
+            produced = report.acked if report.rows is None else report.rows
+            lines.append(DemoLine(source, produced, before))
+        for job in PULL_JOBS.values():
+            with console.status(f"pulling: {job}"):
+                pull = BatchRun(job, pipeline, settings, lambda: spark)
+                pull.notifier, pull.metrics = notifier, metrics
+                run_batch_job(pull)
         # Before ingesting: an inline process job processes while its ingest job runs.
         first_batch = {t: next_batch_id(spark, settings, j) for t, j in PROCESS_JOBS.items()}
         with console.status("ingesting: " + ", ".join(DEMO_JOBS.values())):

@@ -50,7 +50,7 @@ def produce_command(
         report = produce(
             source,
             config.pipeline,
-            settings.kafka,
+            settings,
             aws_endpoint(settings),
             mix,
             rate=rate,

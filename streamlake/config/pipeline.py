@@ -61,6 +61,9 @@ class DynamoDbSource(StrictModel):
     max_records_per_trigger: int | None = Field(default=None, ge=1)
 
 
+# Watermarks and skews, which streamlake computes with itself: "10 minutes", "1.5 hours".
+INTERVAL = r"^\d+(\.\d+)? (millisecond|second|minute|hour|day)s?$"
+
 # A landing location: a local folder, or a bucket and prefix on S3.
 LANDING = re.compile(r"^(s3a?://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|[^:]+)$")
 
@@ -110,15 +113,33 @@ class FilesSource(StrictModel):
         return self
 
 
+class JdbcSource(StrictModel):
+    """A relational table pulled by a ``pull`` job, incrementally by ``bookmark`` (an
+    increasing id or an updated-at timestamp, never null): each pull reads the rows whose
+    bookmark is at least the highest one already in raw less ``overlap`` (an interval for a
+    timestamp or date bookmark, a count for an integer one), so that rows committed late
+    with an older bookmark are still read; rows already in raw (same bookmark and ``key``)
+    are left out. ``connection`` names the environment file's ``jdbc`` connection (URL and
+    credentials); ``table`` is the database table, ``schema.table`` or ``table``."""
+
+    kind: Literal["jdbc"]
+    connection: Name
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")]
+    key: list[str] = Field(min_length=1)
+    bookmark: str
+    overlap: Annotated[str, Field(pattern=INTERVAL)] | Annotated[int, Field(ge=0)] | None = None
+    # Rows the driver fetches per round trip (the JDBC fetchsize).
+    fetch_size: int = Field(default=10_000, ge=1)
+
+
 Source = Annotated[
-    KafkaSource | KinesisSource | DynamoDbSource | FilesSource, Field(discriminator="kind")
+    KafkaSource | KinesisSource | DynamoDbSource | FilesSource | JdbcSource,
+    Field(discriminator="kind"),
 ]
 
 RuleKind = Literal["not_null", "type", "range", "in_set", "regex", "length", "unique", "custom_sql"]
 
 
-# Watermarks and skews, which streamlake computes with itself: "10 minutes", "1.5 hours".
-INTERVAL = r"^\d+(\.\d+)? (millisecond|second|minute|hour|day)s?$"
 # Spark's processing-time triggers: "10 seconds", "interval 1 minute 30 seconds"; only
 # seconds may have a fraction.
 _TRIGGER_PART = r"(\d+ (day|hour|minute|millisecond|microsecond)s?|\d+(\.\d+)? seconds?)"
@@ -420,6 +441,39 @@ class QualityRule(StrictModel):
         return [*([self.column] if self.column else []), *self.key]
 
 
+# Column types a bookmark may have: ordered, and encoded so that text order is value order.
+TIME_BOOKMARKS = ("TIMESTAMP", "TIMESTAMP_NTZ", "DATE")
+INTEGER_BOOKMARKS = ("TINYINT", "SMALLINT", "INT", "INTEGER", "BIGINT", "LONG")
+
+
+def check_jdbc_table(name: str, table: Table, source: JdbcSource) -> None:
+    """The source's key and bookmark are declared columns, and the overlap fits the
+    bookmark's type."""
+    declared = {column.lower(): kind.upper() for column, kind in columns(table.schema_ddl)}
+    for column in (*source.key, source.bookmark):
+        if column.lower() not in declared:
+            raise ValueError(
+                f"tables.{name}: {column!r} (key or bookmark of source {table.source!r}) is "
+                "not a column of schema_ddl"
+            )
+    kind = declared[source.bookmark.lower()]
+    if kind not in TIME_BOOKMARKS + INTEGER_BOOKMARKS:
+        raise ValueError(
+            f"tables.{name}: bookmark {source.bookmark!r} is {kind}; a bookmark is a "
+            "timestamp, a date or an integer"
+        )
+    if kind in TIME_BOOKMARKS and isinstance(source.overlap, int):
+        raise ValueError(
+            f"sources.{table.source}.overlap: bookmark {source.bookmark!r} is a {kind}, so "
+            'the overlap is an interval ("5 minutes")'
+        )
+    if kind in INTEGER_BOOKMARKS and isinstance(source.overlap, str):
+        raise ValueError(
+            f"sources.{table.source}.overlap: bookmark {source.bookmark!r} is an integer, so "
+            "the overlap is a count of ids (100)"
+        )
+
+
 def split_table_name(qualified: str) -> tuple[str, str]:
     """``processed.orders`` -> (``processed``, ``orders``); ValueError if it has no layer."""
     layer, dot, name = qualified.partition(".")
@@ -428,7 +482,9 @@ def split_table_name(qualified: str) -> tuple[str, str]:
     return layer, name
 
 
-JobKind = Literal["ingest", "process", "compact", "curate", "quality", "catalog", "crawl", "export"]
+JobKind = Literal[
+    "ingest", "process", "pull", "compact", "curate", "quality", "catalog", "crawl", "export"
+]
 
 
 class CuratedTable(StrictModel):
@@ -486,7 +542,7 @@ class Job(StrictModel):
 
     @model_validator(mode="after")
     def _streaming_jobs_name_a_table(self) -> Job:
-        if self.kind in ("ingest", "process") and self.table is None:
+        if self.kind in ("ingest", "process", "pull") and self.table is None:
             raise ValueError(f"a {self.kind} job needs a table")
         if self.mode == "inline" and self.kind != "process":
             raise ValueError("mode: inline is for process jobs")
@@ -779,6 +835,8 @@ class Pipeline(StrictModel):
             if table.source not in self.sources:
                 raise ValueError(f"tables.{name}.source: no source named {table.source!r}")
             source = self.sources[table.source]
+            if source.kind == "jdbc":
+                check_jdbc_table(name, table, source)
             csv_files = source.kind == "files" and source.format == "csv"
             if csv_files != (table.format == "csv"):
                 raise ValueError(
@@ -788,6 +846,7 @@ class Pipeline(StrictModel):
         for name, job in self.jobs.items():
             if job.table is not None and job.table not in self.tables:
                 raise ValueError(f"jobs.{name}.table: no table named {job.table!r}")
+            self._check_job_source(name, job)
             if job.mode == "inline" and self.ingest_job_of(job.table) is None:
                 raise ValueError(f"jobs.{name}.mode: inline needs an ingest job of {job.table!r}")
             if job.mode == "inline":
@@ -811,6 +870,22 @@ class Pipeline(StrictModel):
                     f"firehose.{stream.name}.bucket: {stream.bucket!r} is not in buckets"
                 )
         return self
+
+    def _check_job_source(self, name: str, job: Job) -> None:
+        """A jdbc source is pulled, never streamed; only a jdbc source is pulled."""
+        if job.table is None or job.kind not in ("ingest", "pull"):
+            return
+        pulled = self.sources[self.tables[job.table].source].kind == "jdbc"
+        if job.kind == "ingest" and pulled:
+            raise ValueError(
+                f"jobs.{name}: table {job.table!r} comes from a jdbc source, which a pull job "
+                "reads (kind: pull), not an ingest job"
+            )
+        if job.kind == "pull" and not pulled:
+            raise ValueError(
+                f"jobs.{name}: a pull job reads a table of a jdbc source; {job.table!r} is "
+                "streamed by an ingest job"
+            )
 
     def _check_workflow(self, name: str, workflow: Workflow) -> None:
         field = "steps" if workflow.steps is not None else "jobs"

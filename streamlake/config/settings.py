@@ -85,6 +85,32 @@ class MetricsSettings(StrictModel):
     heartbeat_s: float = Field(default=15.0, gt=0)
 
 
+class JdbcConnection(StrictModel):
+    """A database that jdbc sources pull from. Credentials come from ``secret`` (an AWS
+    Secrets Manager secret id whose JSON has ``username`` and ``password``, as RDS writes
+    them), read when a pull starts, or from ``username`` and ``password`` (give these as
+    ``${env:NAME}``: never commit a password)."""
+
+    # jdbc:postgresql://host:port/database. None in the local environment: the local
+    # PostgreSQL of `local up`, database ``database``.
+    url: str | None = Field(default=None, pattern=r"^jdbc:[a-z0-9]+:")
+    database: str = Field(default="postgres", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    secret: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    # Driver properties (sslmode, connectTimeout, ...), passed to the JDBC driver as given.
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_credentials(self) -> JdbcConnection:
+        given = self.username is not None and self.password is not None
+        if self.secret is None and not given:
+            raise ValueError("needs secret (a Secrets Manager id) or username and password")
+        if self.secret is not None and (self.username is not None or self.password is not None):
+            raise ValueError("takes secret or username and password, not both")
+        return self
+
+
 class LocalStackSettings(StrictModel):
     enabled: bool = False
     host: Literal["127.0.0.1"] = "127.0.0.1"
@@ -94,6 +120,9 @@ class LocalStackSettings(StrictModel):
     # The local broker's SASL_PLAINTEXT listener (PLAIN, user streamlake); null: none.
     kafka_sasl_port: int | None = Field(default=19094, ge=1, le=65535)
     aws_port: int = Field(default=15000, ge=1, le=65535)
+    # The local PostgreSQL that jdbc sources of local connections pull from (started by
+    # `local up` when the pipeline has a jdbc source).
+    postgres_port: int = Field(default=15432, ge=1, le=65535)
     kafka_heap: str = "512m"
     # None means the checkout's `.jars/kafka`, filled by `make setup`.
     kafka_jars_dir: Path | None = None
@@ -109,6 +138,8 @@ class Settings(StrictModel):
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     metrics: MetricsSettings = MetricsSettings()
     local: LocalStackSettings = LocalStackSettings()
+    # Databases of jdbc sources, by the name a source's ``connection`` gives.
+    jdbc: dict[str, JdbcConnection] = Field(default_factory=dict)
     # Crash tests only: the job kills itself at this point (see streamlake.faults).
     fault_point: FaultPointName | None = None
 
@@ -135,9 +166,27 @@ class Settings(StrictModel):
             aws = aws.model_copy(
                 update={"endpoint_url": f"http://{self.local.host}:{self.local.aws_port}"}
             )
+        jdbc = {
+            name: connection
+            if connection.url is not None
+            else connection.model_copy(update={"url": self.local_jdbc_url(connection.database)})
+            for name, connection in self.jdbc.items()
+        }
         object.__setattr__(self, "kafka", kafka)
         object.__setattr__(self, "aws", aws)
+        object.__setattr__(self, "jdbc", jdbc)
         return self
+
+    def local_jdbc_url(self, database: str) -> str:
+        return f"jdbc:postgresql://{self.local.host}:{self.local.postgres_port}/{database}"
+
+    def local_jdbc_connections(self) -> dict[str, JdbcConnection]:
+        """The connections that reach the local PostgreSQL."""
+        return {
+            name: connection
+            for name, connection in self.jdbc.items()
+            if self.local.enabled and connection.url == self.local_jdbc_url(connection.database)
+        }
 
     @property
     def bootstrap_servers(self) -> str:

@@ -81,8 +81,14 @@ def start(
     return record
 
 
-def stop(run_dir: Path, name: str, timeout_s: float = 30.0) -> bool:
-    """Stop the recorded process and its group: SIGTERM, then SIGKILL at the deadline.
+def stop(
+    run_dir: Path,
+    name: str,
+    timeout_s: float = 30.0,
+    stop_signal: signal.Signals | None = None,
+) -> bool:
+    """Stop the recorded process and its group: ``stop_signal`` (SIGTERM unless given),
+    then SIGKILL at the deadline.
 
     Returns True if a running process was stopped."""
     record = read_record(run_dir, name)
@@ -90,9 +96,12 @@ def stop(run_dir: Path, name: str, timeout_s: float = 30.0) -> bool:
         return False
     stopped = False
     if is_running(record):
-        signal_group(record.pid, signal.SIGTERM)
+        sent = stop_signal or signal.SIGTERM
+        signal_group(record.pid, sent)
         if not wait_gone(record, timeout_s):
-            log.warning("%s (pid %s) ignored SIGTERM for %ss; killing", name, record.pid, timeout_s)
+            log.warning(
+                "%s (pid %s) ignored %s for %ss; killing", name, record.pid, sent.name, timeout_s
+            )
             signal_group(record.pid, signal.SIGKILL)
             wait_gone(record, 10.0)
         stopped = True

@@ -15,7 +15,7 @@ from connectors.files.arrivals import arrival_queue_name, arrival_resources
 from connectors.registry import source_kind
 from connectors.schema_registry import GlueSchemaRegistry
 from streamlake.config.pipeline import FilesSource, Pipeline
-from streamlake.config.settings import KafkaSettings
+from streamlake.config.settings import Settings
 from streamlake.lake.tables import LAYERS
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,12 @@ class ResourceStatus:
     state: State
 
 
-def declared_resources(
-    pipeline: Pipeline, kafka: KafkaSettings, aws: AwsEndpoint
-) -> list[Resource]:
+def declared_resources(pipeline: Pipeline, settings: Settings, aws: AwsEndpoint) -> list[Resource]:
     """Every resource of the pipeline, each with a check and an idempotent create."""
     resources = [
         resource
         for source in pipeline.sources.values()
-        for resource in source_kind(source).resources(source, kafka, aws)
+        for resource in source_kind(source).resources(source, settings, aws)
     ]
     declared: dict[str, dict[str, dict[str, Any]]] = {
         "s3 bucket": {bucket: {"region": aws.region} for bucket in pipeline.buckets},

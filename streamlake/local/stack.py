@@ -7,6 +7,7 @@ recorded but dead is started again, and resources are created only when missing.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from streamlake.config.settings import Settings
 from streamlake.errors import ServiceError, UsageError
 from streamlake.local import processes
 from streamlake.local.aws_server import AwsServer
+from streamlake.local.database import database_resources, local_jdbc_sources
 from streamlake.local.kafka_broker import KafkaBroker, port_is_open
+from streamlake.local.postgres import LOCAL_USER, LocalPostgres
 from streamlake.local.resources import ResourceStatus, check_all, declared_resources, ensure_all
 from streamlake.paths import default_kafka_jars_dir
 
@@ -29,7 +32,10 @@ log = logging.getLogger(__name__)
 HEALTH_TOPIC = "_streamlake_health"
 KAFKA = "kafka"
 AWS = "aws"
+POSTGRES = "postgres"
 Health = Literal["healthy", "unhealthy", "stopped"]
+# PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its fast shutdown.
+STOP_SIGNALS = {POSTGRES: signal.SIGINT}
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ class LocalStack:
             sasl_port=local.kafka_sasl_port,
         )
         self.aws_server = AwsServer(host=local.host, port=local.aws_port, state_dir=local.state_dir)
+        self.postgres = LocalPostgres(local.host, local.postgres_port, local.state_dir)
+        # PostgreSQL runs only for pipelines that pull from a local jdbc connection.
+        self.needs_postgres = bool(local_jdbc_sources(pipeline, settings))
         self.aws = aws_endpoint(settings)
         self.timeout_s = local.start_timeout_s
 
@@ -82,6 +91,9 @@ class LocalStack:
         self._start_aws()
         on_step("Kafka broker")
         self._start_kafka()
+        if self.needs_postgres:
+            on_step("PostgreSQL")
+            self._start_postgres()
         on_step("resources")
         resources = ensure_all(self._resources())
         return StackStatus(self._service_statuses(), resources)
@@ -114,6 +126,19 @@ class LocalStack:
                 self.kafka.bootstrap_servers,
             )
         self._wait_healthy(KAFKA, self._kafka_healthy, self.kafka.bootstrap_servers)
+
+    def _start_postgres(self) -> None:
+        if not self._running(POSTGRES):
+            self._check_port_free(POSTGRES, self.postgres.port, "POSTGRES_PORT")
+            self.postgres.prepare()
+            processes.start(
+                POSTGRES,
+                self.postgres.command(),
+                self.run_dir,
+                self.postgres.log_file,
+                self.postgres.address,
+            )
+        self._wait_healthy(POSTGRES, self._postgres_healthy, self.postgres.address)
 
     def _running(self, name: str) -> bool:
         record = processes.read_record(self.run_dir, name)
@@ -175,18 +200,39 @@ class LocalStack:
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
 
+    def _postgres_healthy(self) -> str | None:
+        """None when the superuser logs in and runs a query."""
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                host=self.postgres.host,
+                port=self.postgres.port,
+                user=LOCAL_USER,
+                password=self.postgres.password(),
+                dbname="postgres",
+                connect_timeout=2,
+            ) as db:
+                db.execute("select 1")
+            return None
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}".strip()
+
     def _resources(self) -> list[Resource]:
-        return declared_resources(self.pipeline, self.settings.kafka, self.aws)
+        declared = declared_resources(self.pipeline, self.settings, self.aws)
+        if not self.needs_postgres:
+            return declared
+        return declared + database_resources(self.pipeline, self.settings, self.aws, self.postgres)
 
     def restart(self, name: str, on_step: Callable[[str], None] = lambda _: None) -> None:
         """Stop one service gracefully and start it again (Kafka keeps its log on disk;
         the AWS server saves Kinesis and DynamoDB on stop), then recreate missing
         resources."""
-        starts = {KAFKA: self._start_kafka, AWS: self._start_aws}
+        starts = {KAFKA: self._start_kafka, AWS: self._start_aws, POSTGRES: self._start_postgres}
         if name not in starts:
             raise UsageError(f"no local service named {name!r}", f"use {' or '.join(starts)}")
         on_step(f"stopping {name}")
-        processes.stop(self.run_dir, name)
+        processes.stop(self.run_dir, name, stop_signal=STOP_SIGNALS.get(name))
         on_step(f"starting {name}")
         starts[name]()
         ensure_all(self._resources())
@@ -200,10 +246,15 @@ class LocalStack:
         return StackStatus(services, resources)
 
     def _service_statuses(self) -> list[ServiceStatus]:
-        return [
+        statuses = [
             self._service_status(AWS, self.aws_server.endpoint_url, self._aws_healthy),
             self._service_status(KAFKA, self.kafka.bootstrap_servers, self._kafka_healthy),
         ]
+        if self.needs_postgres or processes.read_record(self.run_dir, POSTGRES) is not None:
+            statuses.append(
+                self._service_status(POSTGRES, self.postgres.address, self._postgres_healthy)
+            )
+        return statuses
 
     def _service_status(
         self, name: str, address: str, probe: Callable[[], str | None]
@@ -220,4 +271,8 @@ class LocalStack:
 
     def down(self) -> list[str]:
         """Stop the services this state directory recorded; return the names stopped."""
-        return [name for name in (KAFKA, AWS) if processes.stop(self.run_dir, name)]
+        return [
+            name
+            for name in (POSTGRES, KAFKA, AWS)
+            if processes.stop(self.run_dir, name, stop_signal=STOP_SIGNALS.get(name))
+        ]

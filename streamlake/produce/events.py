@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 COUNTRIES = ("DE", "FR", "PL", "SE", "GB", "US", "ES", "IT", "NL")
@@ -229,7 +230,47 @@ def csv_returns(mix: EventMix) -> Iterator[SyntheticEvent]:
         yield event
 
 
+CATEGORIES = ("apparel", "footwear", "accessories", "outdoor")
+PRODUCT_WORDS = ("Trail", "Linen", "Merino", "Canvas", "Harbor", "Alpine", "Summit", "Coastal")
+PRODUCT_THINGS = ("Jacket", "Sneaker", "Backpack", "Scarf", "Boot", "Cap", "Shirt", "Tent")
+
+
+def product(rng: random.Random, now: datetime, product_id: str) -> dict[str, Any]:
+    """A product row as the database holds it (typed values, not text)."""
+    return {
+        "product_id": product_id,
+        "name": f"{rng.choice(PRODUCT_WORDS)} {rng.choice(PRODUCT_THINGS)}",
+        "category": rng.choice(CATEGORIES),
+        "price": Decimal(f"{rng.uniform(5, 300):.2f}"),
+        "stock": rng.randint(0, 500),
+        "updated_at": now,
+    }
+
+
+def product_changes(mix: EventMix) -> Iterator[SyntheticEvent]:
+    """New products and changes to known ones (price, stock), about 60/40 once some exist;
+    a bad one breaks a rule (a negative price, an unknown category), as a database with
+    typed columns lets through."""
+    rng = mix.rng
+    known: list[str] = []
+    for _ in range(mix.count):
+        now = datetime.now(UTC)
+        if known and rng.random() < 0.4:
+            product_id = rng.choice(known)
+        else:
+            product_id = f"p-{uuid4(rng)[:12]}"
+            known.append(product_id)
+        item = product(rng, now, product_id)
+        kind: Kind = "good"
+        if rng.random() < mix.bad_ratio:
+            item["price"] = -item["price"]
+            item["category"] = "unknown"
+            kind = "bad"
+        yield SyntheticEvent(product_id, json.dumps(item, default=str).encode(), kind, item=item)
+
+
 GENERATORS: dict[str, Callable[[EventMix], Iterator[SyntheticEvent]]] = {
+    "products": product_changes,
     "returns": csv_returns,
     "orders": lambda mix: json_events(mix, order, "order_id", "customer_id"),
     "clickstream": lambda mix: json_events(mix, click, "event_id", "session_id"),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from connectors.aws import AwsEndpoint
 from connectors.registry import source_kind
 from streamlake.config.pipeline import Pipeline
-from streamlake.config.settings import KafkaSettings
+from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
 from streamlake.produce.events import GENERATED_SOURCES, EventMix, events_for
 
@@ -22,6 +22,9 @@ class ProduceReport:
     acked: int = 0
     seconds: float = 0.0
     kinds: Counter[str] = field(default_factory=Counter)
+    # For a database table (jdbc), where a change overwrites its row: the rows written, so
+    # the row versions a pull finds (one per row, however often it changed meanwhile).
+    rows: int | None = None
 
     @property
     def rate(self) -> float:
@@ -34,7 +37,7 @@ Progress = Callable[[ProduceReport], None]
 def produce(
     source_name: str,
     pipeline: Pipeline,
-    kafka: KafkaSettings,
+    settings: Settings,
     aws: AwsEndpoint,
     mix: EventMix,
     rate: float | None = None,
@@ -60,8 +63,9 @@ def produce(
             "write Avro with connectors.schema_registry.AvroSerializer",
         )
     report = ProduceReport(source_name)
-    send, sink = source_kind(source).producer(source, kafka, aws)
+    send, sink = source_kind(source).producer(source, settings, aws)
     started = time.monotonic()
+    keys: set[str] | None = set() if source.kind == "jdbc" else None
     try:
         for index, event in enumerate(events_for(source_name, mix)):
             if rate:
@@ -70,6 +74,8 @@ def produce(
                     time.sleep(pause)  # pacing to the requested rate, not synchronisation
             send(event)
             report.kinds[event.kind] += 1
+            if keys is not None:
+                keys.add(event.key)
             if index % 500 == 0:
                 report.sent, report.acked = sink.sent, sink.acked
                 report.seconds = time.monotonic() - started
@@ -78,6 +84,7 @@ def produce(
     finally:
         sink.close()
     report.sent, report.acked = sink.sent, sink.acked
+    report.rows = None if keys is None else len(keys)
     report.seconds = time.monotonic() - started
     on_progress(report)
     return report

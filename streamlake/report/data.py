@@ -97,7 +97,7 @@ def pipeline_flows(pipeline: Pipeline, sizes: dict[tuple[str, str], TableSize]) 
         table = job.table
         if table is None:
             continue
-        if job.kind == "ingest":
+        if job.kind in ("ingest", "pull"):
             source = pipeline.tables[table].source
             kind = pipeline.sources[source].kind
             flows.append(Flow(f"{kind}: {source}", f"job: {name}", rows("raw", table)))

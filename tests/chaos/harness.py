@@ -195,10 +195,10 @@ class ChaosRun:
 
     def run(self) -> ChaosFigures:
         aws = aws_endpoint(self.settings)
-        ensure_all(declared_resources(self.pipeline, self.settings.kafka, aws))
+        ensure_all(declared_resources(self.pipeline, self.settings, aws))
         self.say(f"seed {self.plan.seed}; driver log {self.log_file}")
         producers = start_producers(
-            self.pipeline, self.settings.kafka, aws, self.plan.rates, self.plan.seed, self.aws_gate
+            self.pipeline, self.settings, aws, self.plan.rates, self.plan.seed, self.aws_gate
         )
         self.producers = producers
         driver = self.start_driver()

@@ -20,7 +20,7 @@ from connectors.aws import AwsEndpoint
 from connectors.base import Send, Sink
 from connectors.registry import source_kind
 from streamlake.config.pipeline import Pipeline
-from streamlake.config.settings import KafkaSettings
+from streamlake.config.settings import Settings
 from streamlake.produce.events import SyntheticEvent, click, customer, order
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class PacedProducer(threading.Thread):
 
 def start_producers(
     pipeline: Pipeline,
-    kafka: KafkaSettings,
+    settings: Settings,
     aws: AwsEndpoint,
     rates: dict[str, float],
     seed: int,
@@ -237,7 +237,7 @@ def start_producers(
         source = pipeline.sources[name]
 
         def open_producer(source: Any = source) -> tuple[Send, Sink]:
-            return source_kind(source).producer(source, kafka, aws)
+            return source_kind(source).producer(source, settings, aws)
 
         producers[name] = PacedProducer(load, rates[name], open_producer, gate)
     for producer in producers.values():

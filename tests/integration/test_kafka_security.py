@@ -61,10 +61,10 @@ def test_admin_producer_and_spark_source_authenticate_with_sasl(
     pipeline = one_source_pipeline({"kind": "kafka", "topic": topic, "partitions": 2})
     source = pipeline.sources["events"]
     assert isinstance(source, KafkaSource)
-    (resource,) = KAFKA.resources(source, secure.kafka, aws)
+    (resource,) = KAFKA.resources(source, secure, aws)
     assert not resource.exists()
     assert resource.create() and resource.exists()
-    send, sink = KAFKA.producer(source, secure.kafka, aws)
+    send, sink = KAFKA.producer(source, secure, aws)
     for n in range(50):
         send(Order(f"k{n}", f'{{"id": "{n}"}}'.encode()))
     sink.flush()

@@ -15,7 +15,9 @@ import psutil
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.conftest import CONFIGS, local_overrides
+from streamlake.config import load_config
+from streamlake.local.stack import LocalStack
+from tests.conftest import CONFIGS, discard_postgres, local_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +55,7 @@ def test_up_is_idempotent_resources_exist_and_down_leaves_no_process(tmp_path: P
         endpoint = f"http://127.0.0.1:{env['STREAMLAKE__LOCAL__AWS_PORT']}"
         assert_kafka_round_trip(bootstrap, "orders")
         assert_declared_aws_resources_exist(endpoint)
+        assert_products_table_reachable_with_the_secret(endpoint)
 
         status = streamlake(tmp_path, env, "local", "status")
         assert status.returncode == 0, status.stderr
@@ -60,8 +63,9 @@ def test_up_is_idempotent_resources_exist_and_down_leaves_no_process(tmp_path: P
         assert (tmp_path / "state" / "logs" / "kafka.log").stat().st_size > 0
     finally:
         down = streamlake(tmp_path, env, "local", "down")
+        discard_postgres(local_stack(env))
     assert down.returncode == 0, down.stderr
-    assert "stopped: kafka, aws" in down.stdout
+    assert "stopped: postgres, kafka, aws" in down.stdout
     still_running = [
         pid
         for pid in pids.values()
@@ -134,3 +138,42 @@ def assert_declared_aws_resources_exist(endpoint: str) -> None:
     )
     databases = {d["Name"] for d in client("glue").get_databases()["DatabaseList"]}
     assert {"shop_raw", "shop_processed", "shop_quarantine", "shop_curated"} <= databases
+
+
+def local_stack(env: dict[str, str]) -> LocalStack:
+    config = load_config("local", CONFIGS, environ=env)
+    return LocalStack(config.settings, config.pipeline)
+
+
+def assert_products_table_reachable_with_the_secret(endpoint: str) -> None:
+    """The credentials `local up` wrote to Secrets Manager log in to the database it
+    created, which holds the table the products source pulls from."""
+    import psycopg
+
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    secret = json.loads(secrets.get_secret_value(SecretId="shop/shop-db")["SecretString"])
+    with psycopg.connect(
+        host=secret["host"],
+        port=secret["port"],
+        dbname=secret["dbname"],
+        user=secret["username"],
+        password=secret["password"],
+    ) as db:
+        columns = db.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'public' and table_name = 'products' order by ordinal_position"
+        ).fetchall()
+    assert [c[0] for c in columns] == [
+        "product_id",
+        "name",
+        "category",
+        "price",
+        "stock",
+        "updated_at",
+    ]

@@ -219,9 +219,7 @@ def test_files_dropped_through_boto3_start_the_on_arrival_workflow(
         workflows={"returns-arrived": {"steps": ["ingest-events"], "on_arrival": "returns"}},
     )
     # What `local up` does: the queue, and the bucket's notification of new landing files.
-    created = {
-        (r.kind, r.state) for r in ensure_all(declared_resources(pipeline, settings.kafka, aws))
-    }
+    created = {(r.kind, r.state) for r in ensure_all(declared_resources(pipeline, settings, aws))}
     assert ("sqs queue", "created") in created and ("s3 notification", "created") in created
     queue = arrival_queue_name(pipeline.name, "returns")
     config_dir = write_config_dir(tmp_path / "configs", pipeline, CONFIGS / "local.yaml")

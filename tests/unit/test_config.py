@@ -52,7 +52,13 @@ def test_every_environment_loads() -> None:
             env, CONFIGS, environ={"STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS": "b-1.msk:9098"}
         )
         assert config.settings.env == env
-        assert set(config.pipeline.tables) == {"orders", "clickstream", "customers", "returns"}
+        assert set(config.pipeline.tables) == {
+            "orders",
+            "clickstream",
+            "customers",
+            "returns",
+            "products",
+        }
 
 
 def test_local_environment_derives_loopback_endpoints() -> None:
@@ -591,7 +597,7 @@ def test_workflow_list_gives_each_workflow_s_next_scheduled_time() -> None:
     result = run_cli("--config", str(CONFIGS), "workflow", "list", "--json")
     after = datetime.now(UTC)
     assert result.returncode == 0, result.stderr
-    nightly, arrived = json.loads(result.stdout)
+    nightly, pulled, arrived = json.loads(result.stdout)
     assert nightly["steps"] == ["compact", "curate", "quality", "catalog", "export"]
     assert nightly["jobs"]["curate"] == {
         "on_success": ["compact"],
@@ -600,6 +606,8 @@ def test_workflow_list_gives_each_workflow_s_next_scheduled_time() -> None:
     }
     assert nightly["schedule"] == "cron(0 2 * * ? *)"
     assert datetime.fromisoformat(nightly["next"]) in {next_two_am(before), next_two_am(after)}
+    assert (pulled["workflow"], pulled["schedule"]) == ("products-pull", "rate(15 minutes)")
+    assert before < datetime.fromisoformat(pulled["next"]) <= after + timedelta(minutes=15)
     # Started by new files: no next time.
     assert (arrived["workflow"], arrived["on_arrival"], arrived["next"]) == (
         "returns-arrived",

@@ -50,6 +50,7 @@ def test_the_shop_pipeline_passes_and_each_source_reports_its_resource() -> None
         "clickstream": ("kinesis stream", "clickstream"),
         "customers": ("dynamodb table", "customers"),
         "returns": ("landing place", "s3://shop-landing/returns"),
+        "products": ("database table", "shop_db:public.products"),
     }
 
 

@@ -1,0 +1,1 @@
+"""Relational tables pulled incrementally over JDBC (source kind ``jdbc``)."""
