@@ -14,7 +14,7 @@ KCLPY_VERSION := 3.1.3
 WHEEL_CACHE ?= $(HOME)/.cache/streamlake/wheels
 PYTEST_ARGS ?=
 
-.PHONY: setup browser postgres demo test test-unit soak lint format bench audit clean distclean
+.PHONY: setup browser postgres infra-tools demo test test-unit soak lint format bench audit clean distclean
 
 setup: $(VENV)/.installed $(JARS)/.resolved
 
@@ -55,7 +55,7 @@ $(JARS)/.resolved: pom.xml jvm/pom.xml $(wildcard jvm/src/main/java/dev/streamla
 demo: setup postgres
 	$(BIN)/streamlake demo
 
-test: setup browser postgres
+test: setup browser postgres infra-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The report's browser test drives Debian's chromium (Playwright downloads no browser).
@@ -75,7 +75,19 @@ postgres:
 	  $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || { \
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }; }
 
-test-unit: setup
+# checkov, for the policy checks of infra/ the tests run: in a virtualenv of its own, as
+# its pinned dependencies would clash with the project's.
+INFRA_VENV := .venv-infra
+CHECKOV_VERSION := 3.3.30
+infra-tools: $(INFRA_VENV)/.installed
+
+$(INFRA_VENV)/.installed:
+	@test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	@echo "installing checkov $(CHECKOV_VERSION) into $(INFRA_VENV) for infra/'s policy checks"
+	@$(INFRA_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+test-unit: setup infra-tools
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 # The long crash scenarios (more kill rounds, every fault point, every source kind), then
@@ -104,4 +116,4 @@ clean:
 	rm -rf .streamlake .pytest_cache .mypy_cache .ruff_cache target
 
 distclean: clean
-	rm -rf $(VENV) $(JARS)
+	rm -rf $(VENV) $(JARS) $(INFRA_VENV)

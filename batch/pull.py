@@ -11,17 +11,19 @@ same rows again; nothing is kept anywhere else. A pull that finds nothing new co
 nothing.
 
 What a bookmark cannot see: deletes, a change that leaves the bookmark as it was, and a row
-committed later than the overlap after its bookmark value."""
+committed later than the overlap after its bookmark value (or after the pull that took a
+row whose time bookmark was in the future)."""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 from batch.jobs import BatchRun
 from batch.report import BatchReport, TableOutcome
-from connectors.jdbc.bookmark import Bookmark, LowerBound
+from connectors.jdbc.bookmark import SEPARATOR, TIMESTAMP_TEXT, Bookmark, LowerBound
 from connectors.jdbc.endpoint import JdbcEndpoint, jdbc_endpoint
 from connectors.jdbc.reader import SOURCE, error_of, read_changes
 from streamlake.config.pipeline import JdbcSource
@@ -52,7 +54,10 @@ def run(batch: BatchRun) -> BatchReport:
     raw_path = batch.settings.lake.table_path("raw", job.table)
     spark = batch.spark
     ensure_table(spark, raw_path, RAW)
-    newest = newest_position(spark, raw_path, source.table)
+    # Taken before raw is read: a pull that commits after this makes ours conflict, or be
+    # skipped, rather than append what it appended.
+    pull = (last_transaction_version(raw_path, batch.settings, txn_app_id(batch.job)) or 0) + 1
+    newest = newest_position(spark, raw_path, source.table, bookmark)
     lower = bookmark.lower_bound(newest)
     batch.progress(
         f"reading {source.table} where {source.bookmark} >= {lower}"
@@ -73,14 +78,18 @@ def run(batch: BatchRun) -> BatchReport:
         )
         return report
     newest_pulled = pulled.agg({"position": "max"}).collect()[0][0]
-    pull = (last_transaction_version(raw_path, batch.settings, txn_app_id(batch.job)) or 0) + 1
     batch.progress(f"appending {rows} rows to raw.{job.table} (pull {pull})")
     append = IdempotentDeltaAppend(raw_path, txn_app_id(batch.job), RAW.partition_by)
-    append.write(
-        stamped(pulled),
-        pull,
-        metadata={"source": SOURCE, "from": newest, "to": newest_pulled, "rows": rows},
-    )
+    run_id = uuid.uuid4().hex
+    metadata = {"source": SOURCE, "from": newest, "to": newest_pulled, "rows": rows, "run": run_id}
+    append.write(stamped(pulled), pull, metadata=metadata)
+    if append.committed_batches(spark).get(pull, {}).get("run") != run_id:
+        # Delta skipped our append: another run of this job committed pull `pull` first.
+        batch.progress(f"pull {pull} was committed by another run meanwhile; nothing written")
+        report.tables.append(
+            TableOutcome(outcome, "skipped", rows_changed=0, seconds=time.monotonic() - started)
+        )
+        return report
     log.info("pull %s of %s: %s rows up to %s", pull, source.table, rows, newest_pulled)
     detail = f"pull {pull}, bookmark {bookmark.value_of(newest_pulled)}"
     report.tables.append(
@@ -102,11 +111,22 @@ def raw_rows_of(spark: SparkSession, raw_path: str, stream: str) -> DataFrame:
     return raw.where((F.col("source") == SOURCE) & (F.col("stream") == stream))
 
 
-def newest_position(spark: SparkSession, raw_path: str, stream: str) -> str | None:
-    """The highest position raw holds of the source table ``stream``; None before any."""
+def newest_position(
+    spark: SparkSession, raw_path: str, stream: str, bookmark: Bookmark
+) -> str | None:
+    """The highest position raw holds of the source table ``stream``; None before any.
+
+    A time bookmark counts no later than the pull that took it: one stamped in the future
+    (a skewed clock, a wrong value) would otherwise put every later pull's start past the
+    real changes."""
     from pyspark.sql import functions as F
 
-    row = raw_rows_of(spark, raw_path, stream).agg(F.max("position")).collect()[0]
+    position = F.col("position")
+    pulled_at = {"timestamp": TIMESTAMP_TEXT, "date": "yyyy-MM-dd"}.get(bookmark.kind)
+    if pulled_at is not None:
+        value = F.substring_index(position, SEPARATOR, 1)
+        position = F.least(value, F.date_format("ingest_ts", pulled_at))
+    row = raw_rows_of(spark, raw_path, stream).agg(F.max(position)).collect()[0]
     return None if row[0] is None else str(row[0])
 
 

@@ -67,6 +67,9 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         "spark.driver.extraJavaOptions": (
             f"-Duser.timezone=UTC -Xss16m -Dlog4j2.configurationFile={LOG4J2}"
         ),
+        # Executors in UTC too: a JDBC driver takes its session's time zone from its JVM,
+        # and a pull's timestamp bound is written in the driver's.
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
@@ -131,6 +134,8 @@ def build_spark_session(settings: Settings, app_name: str | None = None) -> Spar
     """Create (or return the running) SparkSession configured for ``settings``."""
     from pyspark.sql import SparkSession
 
+    if settings.spark.runtime == "glue":
+        return glue_spark_session(settings)
     # Both are read when the JVM and the SparkContext start, before any conf applies.
     if settings.spark.master.startswith("local"):
         # Keeps Spark's own services on loopback.
@@ -141,12 +146,59 @@ def build_spark_session(settings: Settings, app_name: str | None = None) -> Spar
     builder = SparkSession.builder.master(settings.spark.master).appName(
         app_name or settings.spark.app_name
     )
-    for key, value in spark_conf(settings).items():
+    for key, value in {**spark_conf(settings), **submitted_python_path()}.items():
         builder = builder.config(key, value)
     with jvm_stdout_to_stderr():
         session = builder.getOrCreate()
     quiet_query_context_loggers()
     log.info("Spark %s session on %s", session.version, settings.spark.master)
+    return session
+
+
+def submitted_python_path() -> dict[str, str]:
+    """Under `spark-submit --py-files`: the files also on the executors' PYTHONPATH, by the
+    names Spark gives them in each executor's working folder. Spark hands --py-files to the
+    Python workers of UDFs, not to those that read a Python data source (Kinesis, DynamoDB
+    Streams), which would not find the project otherwise."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}  # not under spark-submit
+    # spark-submit puts them on the driver's PYTHONPATH, ahead of Spark's own archives.
+    names = [
+        Path(entry).name
+        for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if entry.endswith(SHIPPED_ARCHIVES) and not Path(entry).name.startswith(SPARK_ARCHIVES)
+    ]
+    return {"spark.executorEnv.PYTHONPATH": os.pathsep.join(names)} if names else {}
+
+
+SHIPPED_ARCHIVES = (".zip", ".whl", ".egg")
+SPARK_ARCHIVES = ("pyspark.zip", "py4j-")
+
+
+# What a running session accepts of spark_conf: the SQL and Delta settings. The rest (jars,
+# master, memory, extensions, the log store) is Glue's job configuration (infra/).
+RUNTIME_CONF_PREFIXES = ("spark.sql.", "spark.databricks.delta.")
+STATIC_SQL_CONF = ("spark.sql.extensions", "spark.sql.catalog.spark_catalog")
+
+
+def glue_spark_session(settings: Settings) -> SparkSession:
+    """AWS Glue's session (the one difference of a job on Glue), with the runtime settings
+    streamlake applies elsewhere."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.getOrCreate()
+    partitions = str(settings.spark.shuffle_partitions or session.sparkContext.defaultParallelism)
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": partitions,
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
+        **settings.spark.conf,
+    }
+    for key, value in conf.items():
+        if key.startswith(RUNTIME_CONF_PREFIXES) and key not in STATIC_SQL_CONF:
+            session.conf.set(key, value)
+    log.info("Spark %s session of AWS Glue", session.version)
     return session
 
 

@@ -2,7 +2,9 @@
 
 The services are started by the tests themselves, through the same code as
 `streamlake local up`, on free loopback ports in a temporary state directory. Setting
-both STREAMLAKE_KAFKA_BOOTSTRAP and STREAMLAKE_AWS_ENDPOINT uses running services instead.
+both STREAMLAKE_KAFKA_BOOTSTRAP and STREAMLAKE_AWS_ENDPOINT uses running services instead;
+STREAMLAKE_TEST_KAFKA_RUNTIME=testcontainers runs the broker in a container (a Docker engine
+is needed; the tests of the jar broker's SASL listener cannot pass then).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def local_overrides(state_dir: Path) -> dict[str, str]:
         "STREAMLAKE__SPARK__SHUFFLE_PARTITIONS": "2",
         # Commands the tests run at once must not compete for one port.
         "STREAMLAKE__METRICS__PROMETHEUS_PORT": "0",
+        "STREAMLAKE__LOCAL__KAFKA_RUNTIME": os.environ.get("STREAMLAKE_TEST_KAFKA_RUNTIME", "jar"),
     }
 
 

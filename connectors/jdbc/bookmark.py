@@ -1,6 +1,7 @@
-"""A row version's place in a pull: its bookmark value as text whose order is the value's
-order, then its key (``<bookmark>|<key>``, the raw ``position``), and the lower bound of the
-next pull (the highest bookmark pulled, less the overlap)."""
+r"""A row version's place in a pull: its bookmark value as text whose order is the value's
+order, then its key (``<bookmark>|<key>``, the raw ``position``; ``\`` and ``|`` inside a
+key's values escaped, so two keys never read alike), and the lower bound of the next pull
+(the highest bookmark pulled, less the overlap)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ BookmarkKind = Literal["timestamp", "date", "integer"]
 TIMESTAMP_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
 TIMESTAMP_PARSE = "%Y-%m-%dT%H:%M:%S.%f"
 INTEGER_WIDTH = 20
+# Integers are written offset by 2**63, so that negative ones sort below positive ones.
+INTEGER_OFFSET = 2**63
 SEPARATOR = "|"
 LowerBound = datetime | date | int
 
@@ -57,12 +60,19 @@ class Bookmark:
             return F.date_format(value.cast("timestamp"), TIMESTAMP_TEXT)
         if self.kind == "date":
             return F.date_format(value.cast("date"), "yyyy-MM-dd")
-        return F.lpad(value.cast("decimal(20,0)").cast("string"), INTEGER_WIDTH, "0")
+        offset = F.lit(str(INTEGER_OFFSET)).cast("decimal(20,0)")  # past a long: as text
+        shifted = value.cast("decimal(20,0)") + offset
+        return F.lpad(shifted.cast("string"), INTEGER_WIDTH, "0")
 
     def key_text(self) -> Column:
+        r"""The key's values joined by ``|``, each with ``\`` and ``|`` escaped."""
         from pyspark.sql import functions as F
 
-        return F.concat_ws(SEPARATOR, *[F.col(k).cast("string") for k in self.key])
+        def escaped(name: str) -> Column:
+            text = F.regexp_replace(F.col(name).cast("string"), r"\\", r"\\\\")
+            return F.regexp_replace(text, r"\|", r"\\|")
+
+        return F.concat_ws(SEPARATOR, *[escaped(k) for k in self.key])
 
     def position(self) -> Column:
         from pyspark.sql import functions as F
@@ -76,7 +86,7 @@ class Bookmark:
             return datetime.strptime(text, TIMESTAMP_PARSE).replace(tzinfo=UTC)
         if self.kind == "date":
             return date.fromisoformat(text)
-        return int(text)
+        return int(text) - INTEGER_OFFSET
 
     def lower_bound(self, newest_position: str | None) -> LowerBound | None:
         """Where the next pull starts reading (inclusive): the newest bookmark pulled less
@@ -87,7 +97,7 @@ class Bookmark:
         if self.overlap is None:
             return value
         if isinstance(value, int):
-            return max(0, value - int(self.overlap))
+            return value - int(self.overlap)
         delta = timedelta(seconds=interval_seconds(str(self.overlap)))
         if isinstance(value, datetime):
             return value - delta
@@ -99,4 +109,4 @@ class Bookmark:
             return bound.astimezone(UTC).strftime(TIMESTAMP_PARSE)
         if isinstance(bound, date):
             return bound.isoformat()
-        return str(bound).rjust(INTEGER_WIDTH, "0")
+        return str(bound + INTEGER_OFFSET).rjust(INTEGER_WIDTH, "0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -114,9 +115,15 @@ def ensure_database(endpoint: JdbcEndpoint, name: str) -> bool:
     return True
 
 
+# A row waits at most this long for its commit: its bookmark (stamped when it was made) must
+# not fall further behind its commit than a pull's overlap.
+MAX_WAIT_S = 1.0
+
+
 class UpsertSink:
     """`produce` into a database table: each event's ``item`` inserted, or the row with its
-    key updated (a new row version); committed every ``batch`` rows."""
+    key updated (a new row version); committed every ``batch`` rows, or sooner once the
+    oldest waiting row has waited ``MAX_WAIT_S``."""
 
     def __init__(self, endpoint: JdbcEndpoint, table: str, key: list[str], batch: int = 200):
         self.endpoint = endpoint
@@ -126,23 +133,32 @@ class UpsertSink:
         self.sent = 0
         self.acked = 0
         self.pending: list[dict[str, Any]] = []
+        self._waiting_since = 0.0
+        self._context: Any = None
         self._connection: Any = None
 
     def send(self, event: Any) -> None:
         if event.item is None:
             return
+        if not self.pending:
+            self._waiting_since = time.monotonic()
         self.pending.append(event.item)
         self.sent += 1
-        if len(self.pending) >= self.batch:
+        waited = time.monotonic() - self._waiting_since
+        if len(self.pending) >= self.batch or waited >= MAX_WAIT_S:
             self.flush()
 
     def statement(self, names: list[str]) -> bytes:
         updates = [n for n in names if n not in self.key]
+        change = (
+            "do update set " + ", ".join(f"{quoted(n)} = excluded.{quoted(n)}" for n in updates)
+            if updates
+            else "do nothing"
+        )
         return (
             f"insert into {quoted(self.table)} ({', '.join(quoted(n) for n in names)}) "
             f"values ({', '.join(['%s'] * len(names))}) "
-            f"on conflict ({', '.join(quoted(k) for k in self.key)}) do update set "
-            + ", ".join(f"{quoted(n)} = excluded.{quoted(n)}" for n in updates)
+            f"on conflict ({', '.join(quoted(k) for k in self.key)}) {change}"
         ).encode()
 
     def flush(self) -> None:

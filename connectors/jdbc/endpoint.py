@@ -4,6 +4,7 @@ credentials read from AWS Secrets Manager when it names a secret."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -14,6 +15,17 @@ from streamlake.errors import JdbcError, UsageError
 # Driver classes by URL scheme. Named to Spark, which registers the class itself: jars given
 # with spark.jars are not on the class path java.sql.DriverManager searches.
 DRIVERS = {"postgresql": "org.postgresql.Driver"}
+# Each connection's session in UTC, whatever the JVM's zone: the bookmark bound Spark sends
+# is a timestamp without a zone, read in the session's.
+SESSION_INIT = {"postgresql": "SET TIME ZONE 'UTC'"}
+
+
+PASSWORD_IN_URL = re.compile(r"(?i)(password=)[^&;]*")
+
+
+def redacted(url: str) -> str:
+    """The URL as errors and logs show it: a password given in it masked."""
+    return PASSWORD_IN_URL.sub(r"\1***", url)
 
 
 @dataclass(frozen=True)
@@ -30,13 +42,20 @@ class JdbcEndpoint:
         self, message: str, hint: str = "", *, table: str = "", retryable: bool = False
     ) -> JdbcError:
         return JdbcError(
-            message, hint, connection=self.name, url=self.url, table=table, retryable=retryable
+            message,
+            hint,
+            connection=self.name,
+            url=redacted(self.url),
+            table=table,
+            retryable=retryable,
         )
 
     def spark_options(self) -> dict[str, str]:
         """Options of Spark's jdbc data source (without the table)."""
         scheme = self.url.split(":")[1] if self.url.count(":") > 1 else ""
         driver = {"driver": DRIVERS[scheme]} if scheme in DRIVERS else {}
+        if scheme in SESSION_INIT:
+            driver["sessionInitStatement"] = SESSION_INIT[scheme]
         return {
             "url": self.url,
             "user": self.user,
@@ -105,15 +124,20 @@ def read_credentials(name: str, url: str, secret: str, settings: Settings) -> tu
             f"the secret {secret!r} could not be read: {code or exc}",
             "create it, or grant secretsmanager:GetSecretValue on it",
             connection=name,
-            url=url,
+            url=redacted(url),
             retryable=code in ("ThrottlingException", "InternalServiceError"),
         ) from None
     except BotoCoreError as exc:
         raise JdbcError(
-            f"Secrets Manager did not answer: {exc}", connection=name, url=url, retryable=True
+            f"Secrets Manager did not answer: {exc}",
+            connection=name,
+            url=redacted(url),
+            retryable=True,
         ) from None
     except ValueError as exc:
-        raise JdbcError(f"the secret {secret!r}: {exc}", connection=name, url=url) from None
+        raise JdbcError(
+            f"the secret {secret!r}: {exc}", connection=name, url=redacted(url)
+        ) from None
     try:
         values = json.loads(text)
         return str(values["username"]), str(values["password"])
@@ -122,5 +146,5 @@ def read_credentials(name: str, url: str, secret: str, settings: Settings) -> tu
             f"the secret {secret!r} is not JSON with username and password",
             'store it as {"username": "...", "password": "..."}',
             connection=name,
-            url=url,
+            url=redacted(url),
         ) from None

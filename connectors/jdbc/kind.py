@@ -29,7 +29,7 @@ class JdbcKind(SourceKind[JdbcSource]):
 
     def resources(self, source: JdbcSource, settings: Settings, aws: AwsEndpoint) -> list[Resource]:
         """None: the database is the application's. The local PostgreSQL's database and
-        tables are made by `local up` (``streamlake.local.postgres_resources``)."""
+        tables are made by `local up` (``streamlake.local.database.database_resources``)."""
         return []
 
     def producer(

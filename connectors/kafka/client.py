@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from streamlake.config.settings import KafkaSettings
+from streamlake.config.settings import KafkaSettings, require_bootstrap
 from streamlake.errors import ConfigError
 
 _JAAS_VALUE = r'{}\s*=\s*"((?:[^"\\]|\\.)*)"'
@@ -16,7 +16,7 @@ _JAAS_VALUE = r'{}\s*=\s*"((?:[^"\\]|\\.)*)"'
 def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's clients (admin, producer, consumer)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
+        "bootstrap_servers": require_bootstrap(kafka),
         "security_protocol": kafka.security_protocol,
     }
     if kafka.sasl_mechanism:

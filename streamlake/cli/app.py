@@ -22,6 +22,7 @@ from streamlake.cli import (
     config_cmd,
     consume_cmd,
     demo_cmd,
+    deploy_cmd,
     local_cmd,
     produce_cmd,
     quarantine_cmd,
@@ -52,6 +53,7 @@ app.add_typer(quarantine_cmd.app, name="quarantine")
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(batch_cmd.app, name="batch")
 app.add_typer(workflow_cmd.app, name="workflow")
+app.add_typer(deploy_cmd.app, name="deploy")
 app.command("produce")(produce_cmd.produce_command)
 app.command("consume")(consume_cmd.consume_command)
 app.command("query")(query_cmd.query_command)

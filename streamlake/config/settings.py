@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from streamlake.errors import ConfigError
 from streamlake.faults import FaultPointName, Faults
 
 
@@ -48,6 +49,10 @@ class SparkSettings(StrictModel):
     # None means the checkout's `.jars/spark`, filled by `make setup`.
     jars_dir: Path | None = None
     conf: dict[str, str] = Field(default_factory=dict)
+    # Who starts Spark: streamlake (master, jars from jars_dir, every setting), or AWS Glue,
+    # whose running session is taken as it is (its jars come from --extra-jars, Delta from
+    # --datalake-formats) with only the settings a running session accepts.
+    runtime: Literal["streamlake", "glue"] = "streamlake"
 
 
 class KafkaSettings(StrictModel):
@@ -124,9 +129,24 @@ class LocalStackSettings(StrictModel):
     # `local up` when the pipeline has a jdbc source).
     postgres_port: int = Field(default=15432, ge=1, le=65535)
     kafka_heap: str = "512m"
+    # How `local up` runs the broker: the jars of `.jars/kafka` in a JVM of its own, or
+    # Apache Kafka's image in a container (needs a Docker engine; no SASL listener).
+    kafka_runtime: Literal["jar", "testcontainers"] = "jar"
     # None means the checkout's `.jars/kafka`, filled by `make setup`.
     kafka_jars_dir: Path | None = None
     start_timeout_s: float = Field(default=90.0, gt=0)
+
+
+class DeploySettings(StrictModel):
+    """What `streamlake deploy render` needs beyond the pipeline to size the AWS
+    deployment: where the Glue scripts, wheel and jars go, and the jobs' workers."""
+
+    # The bucket the Glue job scripts, the wheel, the extra jars and the configs go to.
+    scripts_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X"] = "G.1X"
+    workers: int = Field(default=2, ge=2)
+    # MSK topics' replication (a pipeline's topic asking for more gets more).
+    kafka_replication_factor: int = Field(default=3, ge=1)
 
 
 class Settings(StrictModel):
@@ -140,6 +160,7 @@ class Settings(StrictModel):
     local: LocalStackSettings = LocalStackSettings()
     # Databases of jdbc sources, by the name a source's ``connection`` gives.
     jdbc: dict[str, JdbcConnection] = Field(default_factory=dict)
+    deploy: DeploySettings = DeploySettings()
     # Crash tests only: the job kills itself at this point (see streamlake.faults).
     fault_point: FaultPointName | None = None
 
@@ -150,11 +171,8 @@ class Settings(StrictModel):
     @model_validator(mode="after")
     def _derive_local_endpoints(self) -> Settings:
         if not self.local.enabled:
-            if self.kafka.bootstrap_servers is None:
-                raise ValueError(
-                    "kafka.bootstrap_servers: required when local.enabled is false "
-                    "(set it in the file or in STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS)"
-                )
+            # Not required here: a deployment's brokers may not exist yet when its variables
+            # are rendered, and a pipeline without Kafka needs none (see bootstrap_servers).
             return self
         kafka = self.kafka
         if kafka.bootstrap_servers is None:
@@ -190,5 +208,17 @@ class Settings(StrictModel):
 
     @property
     def bootstrap_servers(self) -> str:
-        assert self.kafka.bootstrap_servers is not None  # guaranteed by the validator
-        return self.kafka.bootstrap_servers
+        """The brokers; a ConfigError when the environment names none (outside the local
+        stack, which derives them)."""
+        return require_bootstrap(self.kafka, self.env)
+
+
+def require_bootstrap(kafka: KafkaSettings, env: str = "") -> str:
+    if kafka.bootstrap_servers is None:
+        raise ConfigError(
+            "required to reach Kafka when local.enabled is false",
+            "set it in the environment file or in STREAMLAKE__KAFKA__BOOTSTRAP_SERVERS",
+            source=f"configs/{env}.yaml" if env else "the environment file",
+            key="kafka.bootstrap_servers",
+        )
+    return kafka.bootstrap_servers

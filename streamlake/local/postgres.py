@@ -1,15 +1,15 @@
 """The local PostgreSQL server that jdbc sources of the local environment pull from.
 
 PostgreSQL refuses to run as root. Run as root (a container, CI), the server runs as the
-``postgres`` account through ``runuser``, its data folder in ``/tmp`` (the state folder may
-sit below folders that account cannot enter), named after the state folder; otherwise the
-data folder is ``<state_dir>/postgres/data``. Only TCP on 127.0.0.1: no Unix socket, whose
+``postgres`` account through ``runuser``, its data folder in a new folder under ``/tmp``
+(the state folder may sit below folders that account cannot enter), whose path the state
+folder records (``postgres-home``); otherwise the data folder is
+``<state_dir>/postgres/data``. Only TCP on 127.0.0.1: no Unix socket, whose
 path length would limit where the state folder can be.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
@@ -62,12 +62,30 @@ class LocalPostgres:
         return f"{self.host}:{self.port}"
 
     @property
+    def home_record(self) -> Path:
+        return self.state_dir / "postgres-home"
+
+    @property
     def home(self) -> Path:
         """The server's own folder (data, and the password while initdb runs)."""
         if not running_as_root():
             return self.state_dir / "postgres"
-        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"streamlake-pg-{digest}"
+        try:
+            return Path(self.home_record.read_text().strip())
+        except FileNotFoundError:
+            return self.state_dir / "postgres"  # not made yet: prepare() makes it
+
+    def make_home(self) -> Path:
+        """The server's folder, made afresh (owner-only, unpredictable name) when root."""
+        if not running_as_root():
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return self.home
+        if self.home_record.exists():
+            shutil.rmtree(self.home, ignore_errors=True)
+        home = Path(tempfile.mkdtemp(prefix="streamlake-pg-"))
+        self.home_record.write_text(f"{home}\n")
+        shutil.chown(home, SERVICE_ACCOUNT, SERVICE_ACCOUNT)
+        return home
 
     @property
     def data_dir(self) -> Path:
@@ -101,16 +119,15 @@ class LocalPostgres:
         if (self.data_dir / "PG_VERSION").exists() and self.password_file.exists():
             return
         binaries = server_binaries()
-        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        home = self.make_home()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
         password = secrets.token_urlsafe(18)
         self.password_file.write_text(password + "\n")
         self.password_file.chmod(0o600)
-        initdb_password = self.home / "initdb-password"
+        initdb_password = home / "initdb-password"
         initdb_password.write_text(password + "\n")
         if running_as_root():
-            shutil.chown(self.home, SERVICE_ACCOUNT, SERVICE_ACCOUNT)
             shutil.chown(initdb_password, SERVICE_ACCOUNT, SERVICE_ACCOUNT)
         command = [
             str(binaries / "initdb"),

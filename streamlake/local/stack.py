@@ -23,6 +23,7 @@ from streamlake.local import processes
 from streamlake.local.aws_server import AwsServer
 from streamlake.local.database import database_resources, local_jdbc_sources
 from streamlake.local.kafka_broker import KafkaBroker, port_is_open
+from streamlake.local.kafka_container import KafkaContainer
 from streamlake.local.postgres import LOCAL_USER, LocalPostgres
 from streamlake.local.resources import ResourceStatus, check_all, declared_resources, ensure_all
 from streamlake.paths import default_kafka_jars_dir
@@ -77,6 +78,12 @@ class LocalStack:
             sasl_port=local.kafka_sasl_port,
         )
         self.aws_server = AwsServer(host=local.host, port=local.aws_port, state_dir=local.state_dir)
+        # With kafka_runtime testcontainers, the broker is this container instead.
+        self.kafka_container = (
+            KafkaContainer(local.host, local.kafka_port, local.state_dir)
+            if local.kafka_runtime == "testcontainers"
+            else None
+        )
         self.postgres = LocalPostgres(local.host, local.postgres_port, local.state_dir)
         # PostgreSQL runs only for pipelines that pull from a local jdbc connection.
         self.needs_postgres = bool(local_jdbc_sources(pipeline, settings))
@@ -112,6 +119,9 @@ class LocalStack:
         self._wait_healthy(AWS, self._aws_healthy, self.aws_server.endpoint_url)
 
     def _start_kafka(self) -> None:
+        if self.kafka_container is not None:
+            self._start_kafka_container(self.kafka_container)
+            return
         if not self._running(KAFKA):
             self._check_port_free(KAFKA, self.kafka.port, "KAFKA_PORT")
             self._check_port_free(KAFKA, self.kafka.controller_port, "KAFKA_CONTROLLER_PORT")
@@ -126,6 +136,14 @@ class LocalStack:
                 self.kafka.bootstrap_servers,
             )
         self._wait_healthy(KAFKA, self._kafka_healthy, self.kafka.bootstrap_servers)
+
+    def _start_kafka_container(self, container: KafkaContainer) -> None:
+        if not container.running():
+            self._check_port_free(KAFKA, container.port, "KAFKA_PORT")
+            container.start()
+        self._wait_healthy(
+            KAFKA, self._kafka_healthy, container.bootstrap_servers, alive=container.running
+        )
 
     def _start_postgres(self) -> None:
         if not self._running(POSTGRES):
@@ -153,12 +171,21 @@ class LocalStack:
                 address=f"{self.settings.local.host}:{port}",
             )
 
-    def _wait_healthy(self, name: str, probe: Callable[[], str | None], address: str) -> None:
+    def _wait_healthy(
+        self,
+        name: str,
+        probe: Callable[[], str | None],
+        address: str,
+        alive: Callable[[], bool] | None = None,
+    ) -> None:
+        """Probe until healthy; ``alive`` says whether the service still runs (default: its
+        recorded process)."""
         deadline = time.monotonic() + self.timeout_s
         problem = "not checked yet"
         while time.monotonic() < deadline:
             record = processes.read_record(self.run_dir, name)
-            if record is None or not processes.is_running(record):
+            running = alive() if alive else record is not None and processes.is_running(record)
+            if not running:
                 raise ServiceError(
                     "exited during start-up",
                     service=name,
@@ -232,6 +259,8 @@ class LocalStack:
         if name not in starts:
             raise UsageError(f"no local service named {name!r}", f"use {' or '.join(starts)}")
         on_step(f"stopping {name}")
+        if name == KAFKA and self.kafka_container is not None:
+            self.kafka_container.stop()
         processes.stop(self.run_dir, name, stop_signal=STOP_SIGNALS.get(name))
         on_step(f"starting {name}")
         starts[name]()
@@ -248,13 +277,23 @@ class LocalStack:
     def _service_statuses(self) -> list[ServiceStatus]:
         statuses = [
             self._service_status(AWS, self.aws_server.endpoint_url, self._aws_healthy),
-            self._service_status(KAFKA, self.kafka.bootstrap_servers, self._kafka_healthy),
+            self._kafka_status(),
         ]
         if self.needs_postgres or processes.read_record(self.run_dir, POSTGRES) is not None:
             statuses.append(
                 self._service_status(POSTGRES, self.postgres.address, self._postgres_healthy)
             )
         return statuses
+
+    def _kafka_status(self) -> ServiceStatus:
+        container = self.kafka_container
+        if container is None:
+            return self._service_status(KAFKA, self.kafka.bootstrap_servers, self._kafka_healthy)
+        if not container.running():
+            return ServiceStatus(KAFKA, container.bootstrap_servers, None, "stopped")
+        problem = self._kafka_healthy()
+        health: Health = "unhealthy" if problem else "healthy"
+        return ServiceStatus(KAFKA, container.bootstrap_servers, None, health, problem or "")
 
     def _service_status(
         self, name: str, address: str, probe: Callable[[], str | None]
@@ -271,8 +310,20 @@ class LocalStack:
 
     def down(self) -> list[str]:
         """Stop the services this state directory recorded; return the names stopped."""
-        return [
-            name
-            for name in (POSTGRES, KAFKA, AWS)
-            if processes.stop(self.run_dir, name, stop_signal=STOP_SIGNALS.get(name))
-        ]
+        stopped = []
+        for name in (POSTGRES, KAFKA, AWS):
+            if name == KAFKA and self.kafka_container is not None:
+                if self._stop_container(self.kafka_container):
+                    stopped.append(name)
+            elif processes.stop(self.run_dir, name, stop_signal=STOP_SIGNALS.get(name)):
+                stopped.append(name)
+        return stopped
+
+    def _stop_container(self, container: KafkaContainer) -> bool:
+        """Remove the broker's container; with no engine there is none to remove, and the
+        other services are stopped all the same."""
+        try:
+            return container.stop()
+        except ServiceError as exc:
+            log.warning("kafka: %s", exc.message)
+            return False

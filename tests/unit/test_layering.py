@@ -11,7 +11,13 @@ from pathlib import Path
 from streamlake.paths import checkout_root
 
 PACKAGES = ("streamlake", "connectors", "streaming", "batch", "bench")
-APPLICATION = ("streamlake.cli", "streamlake.local", "streamlake.produce", "streamlake.__main__")
+APPLICATION = (
+    "streamlake.cli",
+    "streamlake.local",
+    "streamlake.produce",
+    "streamlake.deploy",
+    "streamlake.__main__",
+)
 
 # What each layer may import from the project, by module prefix.
 ALLOWED = {
@@ -21,7 +27,7 @@ ALLOWED = {
     "streaming.transforms": ("streamlake", "connectors", "streaming.transforms"),
     "streaming": ("streamlake", "connectors", "streaming"),
     "batch": ("streamlake", "connectors", "streaming.transforms", "batch"),
-    "local and produce": ("streamlake", "connectors"),
+    "local, produce and deploy": ("streamlake", "connectors"),
     "cli and bench": PACKAGES,
 }
 
@@ -29,8 +35,8 @@ ALLOWED = {
 def layer_of(module: str) -> str:
     if module.startswith(("streamlake.cli", "streamlake.__main__", "bench")):
         return "cli and bench"
-    if module.startswith(("streamlake.local", "streamlake.produce")):
-        return "local and produce"
+    if module.startswith(("streamlake.local", "streamlake.produce", "streamlake.deploy")):
+        return "local, produce and deploy"
     if module.startswith("streaming.transforms"):
         return "streaming.transforms"
     top = module.split(".")[0]

@@ -1,0 +1,1 @@
+"""Deployment to AWS: the Terraform variables of infra/ rendered from the pipeline."""
