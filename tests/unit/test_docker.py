@@ -47,9 +47,12 @@ def pom_properties(path: Path) -> dict[str, str]:
 
 
 def pyproject_dependencies() -> list[str]:
+    """What the image installs: the dependencies and the extras spark, local, consume."""
     with (ROOT / "pyproject.toml").open("rb") as file:
-        dependencies: list[str] = tomllib.load(file)["project"]["dependencies"]
-    return dependencies
+        project = tomllib.load(file)["project"]
+    extras = project["optional-dependencies"]
+    dependencies: list[str] = project["dependencies"]
+    return dependencies + [d for extra in ("spark", "local", "consume") for d in extras[extra]]
 
 
 def pinned(requirement_name: str) -> str:
