@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from streamlake.cli.app import main
+from streamlake.cli.app import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -5,9 +5,11 @@ Exit codes: 0 success, 1 a job failed, 2 bad usage or bad configuration.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -107,20 +109,23 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point: maps errors to one or two lines and an exit code.
+    """The command line: maps errors to one or two lines and an exit code (SystemExit).
 
     Usage errors, --help and Ctrl-C are handled by the command-line parser (exit 2, 0, 1)."""
     err = Console(stderr=True)
     # Local state (lake, checkpoints, broker data, logs) is readable by its owner only; the
     # JVMs and services this process starts inherit the mask.
     os.umask(0o077)
+    code = 0
     try:
         app(prog_name="streamlake")
+    except SystemExit as exc:
+        code = exit_code_of(exc)
     except StreamlakeError as exc:
         if _state["debug"]:
             log.exception("failed")
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except Exception as exc:
         if _state["debug"]:
             raise
@@ -130,4 +135,38 @@ def main() -> None:
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(EXIT_JOB_FAILED)
+        code = EXIT_JOB_FAILED
+    sys.exit(code)
+
+
+def run() -> None:
+    """The console script and ``python -m streamlake``: ``main``, then the process ends
+    as ``exit_now`` ends it. (Tests call ``main``, which raises SystemExit.)"""
+    try:
+        main()
+    except SystemExit as exc:
+        exit_now(exit_code_of(exc))
+    exit_now(0)
+
+
+def exit_code_of(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return EXIT_JOB_FAILED
+
+
+def exit_now(code: int) -> None:
+    """End the process once its own work is done: its threads joined, its exit handlers
+    and logs flushed, but without the interpreter's teardown, in which the native threads
+    of delta-rs and Arrow now and then abort the process ("terminate called without an
+    active exception") after a command has succeeded."""
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

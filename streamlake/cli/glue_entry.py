@@ -120,10 +120,10 @@ def run(job: str, argv: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     if prepared is None:
         return
-    from streamlake.cli.app import main
+    from streamlake.cli.app import run as run_command
 
     sys.argv = ["streamlake", *prepared]
-    main()
+    run_command()
 
 
 def prepare(job: str, argv: list[str]) -> list[str] | None:

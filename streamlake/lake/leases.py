@@ -51,7 +51,9 @@ class TableLeases:
 
     def current(self, table: str) -> Lease | None:
         """The table's lease, None if there is none or it expired."""
-        text = self.files.read(f"{table}.json")
+        return self._valid(self.files.read(f"{table}.json"))
+
+    def _valid(self, text: str | None) -> Lease | None:
         if text is None:
             return None
         try:
@@ -91,14 +93,17 @@ class TableLeases:
         holds it, the same job's included, on any host (one run at a time). A new lease is
         created atomically; one its holder left behind (expired, or its process gone from
         this host) is taken over, and read back to see who won a race to take it over."""
-        held = self.current(name)
+        # One read decides between creating and taking over: a file that appeared after it
+        # is another run's, which the create then loses to.
+        found = self.files.read(f"{name}.json")
+        held = self._valid(found)
         if held is not None and not self._mine(held) and not self._dead_here(held):
             raise self._refusal(name, held)
         lease = Lease(
             name, holder, socket.gethostname(), os.getpid(), self.clock(), ttl_s, started_at()
         )
         text = json.dumps(asdict(lease))
-        if held is None and self.files.read(f"{name}.json") is None:
+        if found is None:
             if self.files.create(f"{name}.json", text):
                 return
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,38 @@ def test_an_unrenewed_lease_expires_and_a_released_one_is_gone(tmp_path: Path) -
     table.release("orders", "replay-orders")
     assert table.current("orders") is None
     assert not (tmp_path / "leases" / "orders.json").exists()
+
+
+class RacedFiles(LocationFiles):
+    """A lease folder where another run creates the lease just after this one looked and
+    found none (the race is staged: the other run is a live process, pid 1)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.raced = False
+
+    def read(self, name: str) -> str | None:
+        found = super().read(name)
+        if found is None and not self.raced:
+            self.raced = True
+            other = {
+                "table": "workflow-nightly",
+                "holder": "workflow nightly",
+                "host": socket.gethostname(),
+                "pid": 1,
+                "renewed_at": 1_000.0,
+                "ttl_s": 120.0,
+                "pid_started_at": started_at(1),
+            }
+            super().create(name, json.dumps(other))
+        return found
+
+
+def test_a_run_alone_lease_created_by_another_run_meanwhile_is_not_written_over(
+    tmp_path: Path,
+) -> None:
+    files = RacedFiles(str(tmp_path / "leases"))
+    with pytest.raises(LeaseHeldError, match=r"workflow nightly is already running \(pid 1 on"):
+        TableLeases(files, Clock()).take_alone("workflow-nightly", "workflow nightly")
+    held = json.loads(files.read("workflow-nightly.json") or "{}")
+    assert held["pid"] == 1
