@@ -49,6 +49,16 @@ def spark_jars(jars_dir: Path) -> list[Path]:
     return jars
 
 
+# Settings a running session accepts too, so the ones AWS Glue's session is given as well.
+SESSION_DEFAULTS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # New tables record their changes, so that curate and export read only what changed
+    # since their last run (an append writes no change files: the feed reads the added files).
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
+}
+
+
 def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
     """Every Spark setting streamlake applies, as a plain mapping (pure, testable)."""
     spark = settings.spark
@@ -62,7 +72,7 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         "spark.default.parallelism": partitions,
         "spark.driver.memory": spark.driver_memory,
         "spark.ui.enabled": str(spark.ui_enabled).lower(),
-        "spark.sql.session.timeZone": "UTC",
+        **SESSION_DEFAULTS,
         # A larger thread stack: Catalyst recurses deeply on wide parsing plans.
         "spark.driver.extraJavaOptions": (
             f"-Duser.timezone=UTC -Xss16m -Dlog4j2.configurationFile={LOG4J2}"
@@ -73,10 +83,6 @@ def spark_conf(settings: Settings, cores: int | None = None) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
-        "spark.databricks.delta.schema.autoMerge.enabled": "false",
-        # New tables record their changes, so that curate and export read only what changed
-        # since their last run (an append writes no change files: the feed reads the added files).
-        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
         # Delta's default of 50 partitions for reading a table's log is sized for clusters.
         "spark.databricks.delta.snapshotPartitions": partitions,
         # File listings (VACUUM's above all) run one task per 10,000 paths by default: 45 s
@@ -188,13 +194,7 @@ def glue_spark_session(settings: Settings) -> SparkSession:
 
     session = SparkSession.builder.getOrCreate()
     partitions = str(settings.spark.shuffle_partitions or session.sparkContext.defaultParallelism)
-    conf = {
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": partitions,
-        "spark.databricks.delta.schema.autoMerge.enabled": "false",
-        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
-        **settings.spark.conf,
-    }
+    conf = {**SESSION_DEFAULTS, "spark.sql.shuffle.partitions": partitions, **settings.spark.conf}
     for key, value in conf.items():
         if key.startswith(RUNTIME_CONF_PREFIXES) and key not in STATIC_SQL_CONF:
             session.conf.set(key, value)

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 REQUIRED = ("JOB_NAME", "env", "pipeline-config")
-STREAMING_KINDS = ("ingest", "process")
 
 
 def on_glue() -> bool:
@@ -98,12 +97,13 @@ def copy_configs(bucket: str, prefix: str, target: Path) -> None:
 def job_command(job: str, arguments: dict[str, str], config_dir: Path) -> list[str]:
     """The `streamlake` command line that runs ``job``."""
     from streamlake.config import load_config
+    from streamlake.config.pipeline import STREAMING_JOB_KINDS
 
     env = arguments["env"]
     pipeline = load_config(env, config_dir, environ=os.environ).pipeline
     kind = pipeline.jobs[job].kind if job in pipeline.jobs else ""
-    verb = ["stream", "run", job] if kind in STREAMING_KINDS else ["batch", "run", job]
-    if kind in STREAMING_KINDS and arguments.get("available-now", "false").lower() == "true":
+    verb = ["stream", "run", job] if kind in STREAMING_JOB_KINDS else ["batch", "run", job]
+    if kind in STREAMING_JOB_KINDS and arguments.get("available-now", "false").lower() == "true":
         verb.append("--available-now")
     return ["--env", env, "--config", str(config_dir), "--log-format", "json", *verb]
 

@@ -482,6 +482,9 @@ def split_table_name(qualified: str) -> tuple[str, str]:
     return layer, name
 
 
+# Jobs that run as Spark streaming queries (`stream run`); the others are batch jobs.
+STREAMING_JOB_KINDS = ("ingest", "process")
+
 JobKind = Literal[
     "ingest", "process", "pull", "compact", "curate", "quality", "catalog", "crawl", "export"
 ]

@@ -4,13 +4,14 @@ table, source, job or workflow added to ``configs/pipeline.yaml`` gets its AWS r
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from connectors.files.arrivals import arrival_queue_name
 from connectors.files.landing import s3_parts
 from connectors.jdbc.endpoint import PASSWORD_IN_URL
+from streamlake import __version__
 from streamlake.config.pipeline import (
+    STREAMING_JOB_KINDS,
     DynamoDbSource,
     FilesSource,
     JdbcSource,
@@ -23,7 +24,6 @@ from streamlake.config.settings import Settings
 from streamlake.errors import UsageError
 from streamlake.lake.tables import LAYERS
 
-STREAMING_KINDS = ("ingest", "process")
 # Jars the jobs need that Glue 6.0 does not ship (it has Delta and the Kafka connector),
 # uploaded by `deploy package` to s3://<scripts_bucket>/jars/.
 GLUE_EXTRA_JARS = (
@@ -37,13 +37,6 @@ ALARM_PERIOD_S = 300
 # The source lag alarm of a Kinesis or DynamoDB Streams ingest job when the pipeline's
 # notifications set no source_lag_seconds.
 DEFAULT_LAG_SECONDS = 300.0
-
-
-def package_version() -> str:
-    try:
-        return version("streamlake")
-    except PackageNotFoundError:
-        return "0.1.0"
 
 
 def render(pipeline: Pipeline, settings: Settings) -> dict[str, Any]:
@@ -82,7 +75,7 @@ def render(pipeline: Pipeline, settings: Settings) -> dict[str, Any]:
         "glue_databases": glue_databases(pipeline),
         "jdbc_connections": jdbc_connections(pipeline, settings),
         **glue_jobs(pipeline, settings),
-        "wheel_s3_path": f"s3://{scripts}/dist/streamlake-{package_version()}-py3-none-any.whl",
+        "wheel_s3_path": f"s3://{scripts}/dist/streamlake-{__version__}-py3-none-any.whl",
         "extra_jars_s3_paths": [f"s3://{scripts}/jars/{jar}" for jar in GLUE_EXTRA_JARS],
         "workflows": {
             name: glue_workflow(pipeline, workflow) for name, workflow in pipeline.workflows.items()
@@ -180,7 +173,7 @@ def glue_jobs(pipeline: Pipeline, settings: Settings) -> dict[str, Any]:
     for name, job in pipeline.jobs.items():
         if job.mode == "inline":
             continue
-        if job.kind not in STREAMING_KINDS:
+        if job.kind not in STREAMING_JOB_KINDS:
             batch[name] = {"kind": job.kind, "table": job.table, **size}
             continue
         assert job.table is not None  # streaming jobs name their table

@@ -7,14 +7,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from streamlake.config.pipeline import Pipeline
+from streamlake.config.pipeline import STREAMING_JOB_KINDS, Pipeline
 from streamlake.config.settings import Settings
 from streamlake.lake.delta_rs import TableSize, read_rows, table_size
 from streamlake.lake.job_status import JobBeat, status_history
 from streamlake.lake.tables import CURATED, STREAMING_LAYERS
 from streamlake.lake.workflow_runs import WorkflowRunView, run_history
 
-STREAMING_KINDS = ("ingest", "process")
 # How many of the latest workflow runs the report lists.
 WORKFLOW_RUNS_SHOWN = 20
 
@@ -67,7 +66,7 @@ def gather(pipeline: Pipeline, settings: Settings) -> ReportData:
         lake.root,
         datetime.now(UTC),
         pipeline_flows(pipeline, sizes),
-        [b for b in history if b.kind in STREAMING_KINDS],
+        [b for b in history if b.kind in STREAMING_JOB_KINDS],
         quarantine_counts(pipeline, settings),
         sizes,
         job_runs(history),
